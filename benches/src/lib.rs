@@ -1,0 +1,1 @@
+//! Criterion benches comparing the backends (see docs/benchmarks.md).
