@@ -1,0 +1,7 @@
+//! `keylatch-harness conformance …`: the binary behind `cargo xtask conformance`.
+
+mod backends;
+
+fn main() {
+    let _ = backends::all();
+}
