@@ -328,7 +328,7 @@ impl KeyCodec {
             return Err(MalformedKey::WrongPrefix);
         }
         let body_len = key.len() - CHECK_LEN;
-        if checksum(&key[..body_len]).as_slice() != key[body_len..].as_bytes() {
+        if checksum(&key[..body_len]).as_slice() != &key.as_bytes()[body_len..] {
             return Err(MalformedKey::BadChecksum);
         }
         Ok(PresentedKey {
