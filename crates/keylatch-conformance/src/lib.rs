@@ -36,7 +36,7 @@ pub mod scenarios;
 use scenarios::{Ctx, Scenario};
 
 /// Rounds per scenario when none are asked for.
-pub const DEFAULT_ROUNDS: u32 = 5;
+pub const DEFAULT_ROUNDS: u32 = 10;
 
 /// Opens handles on one backend.
 #[async_trait]
