@@ -299,3 +299,83 @@ impl AtomicKeyStore for MemoryStore {
         Ok(self.with_record(&cell, |r, now| r.info(now)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keylatch::{Expiry, ManualClock, Timestamp};
+
+    fn store_at(clock: &ManualClock) -> MemoryStore {
+        MemoryStore::builder().clock(clock.clone()).build()
+    }
+
+    #[tokio::test]
+    async fn expiry_follows_the_injected_clock_without_sleeping() {
+        let clock = ManualClock::new(Timestamp::from_micros(1_000_000));
+        let store = store_at(&clock);
+        let spec = KeySpec::new("a").with_expiry(Expiry::In(Duration::from_secs(3600)));
+        let issued = store.issue(&spec).await.expect("issued");
+        let key = issued.key.expose_secret();
+        assert!(store.verify(key, 1).await.expect("ok").is_allowed());
+        clock.advance(Duration::from_secs(3600));
+        let verdict = store.verify(key, 1).await.expect("ok");
+        assert_eq!(
+            verdict.denial().map(|d| d.reason),
+            Some(DenyReason::Expired)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_release_wakes_a_draining_revoke() {
+        let store = MemoryStore::new();
+        let issued = store.issue(&KeySpec::new("a")).await.expect("issued");
+        let lease = match store
+            .acquire(issued.key.expose_secret(), 1, Duration::from_secs(600))
+            .await
+        {
+            Ok(Verdict::Allowed(g)) => g.lease,
+            other => panic!("{other:?}"),
+        };
+        let revoker = {
+            let (store, id) = (store.clone(), issued.id.clone());
+            tokio::spawn(async move { store.revoke(&id, Duration::from_secs(600)).await })
+        };
+        // The revoke has taken effect once a renew is refused; then release the lease
+        // and the revoke, which would otherwise wait ten minutes, must return drained.
+        while store
+            .renew(&lease, Duration::from_secs(600))
+            .await
+            .expect("ok")
+            != Renewal::Lost(LeaseLost::Revoked)
+        {
+            tokio::task::yield_now().await;
+        }
+        store.release(&lease).await.expect("released");
+        let revocation = revoker.await.expect("no panic").expect("revoked");
+        assert_eq!(revocation.drain, Drain::Drained);
+        assert!(revocation.newly_revoked);
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_are_errors_before_any_change() {
+        let store = MemoryStore::new();
+        let too_long = KeySpec::new("x".repeat(300));
+        assert!(matches!(
+            store.issue(&too_long).await,
+            Err(Error::InvalidArgument { .. })
+        ));
+        let issued = store.issue(&KeySpec::new("a")).await.expect("issued");
+        let key = issued.key.expose_secret();
+        let year = Duration::from_secs(400 * 24 * 3600);
+        assert!(matches!(
+            store.acquire(key, 1, year).await,
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert!(matches!(
+            store.rotate(&issued.id, 1, year).await,
+            Err(Error::InvalidArgument { .. })
+        ));
+        assert_eq!(store.inspect(&issued.id).await.expect("ok").uses, 0);
+        assert_eq!(store.inspect(&issued.id).await.expect("ok").version, 1);
+    }
+}
