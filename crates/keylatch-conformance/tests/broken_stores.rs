@@ -27,6 +27,9 @@ enum Bug {
     /// Reads the record, decides, awaits, then writes back what it computed from the
     /// stale read: concurrent charges overwrite each other.
     ReadThenWriteQuota,
+    /// Rotates whatever version the key is at: the UPDATE whose zero-rows-affected
+    /// case nobody checks, so N racing rotations mint N keys.
+    RotateWithoutCompare,
 }
 
 /// A store that runs the reference model over a plain map, with an optional bug.
@@ -170,7 +173,11 @@ impl AtomicKeyStore for ModelStore {
         let minted = self.codec.generate(id);
         let version = self
             .with(id, |r| {
-                r.rotate(expected_version, minted.digest, grace, Self::now())
+                let expected = match self.bug {
+                    Bug::RotateWithoutCompare => r.version,
+                    _ => expected_version,
+                };
+                r.rotate(expected, minted.digest, grace, Self::now())
             })
             .ok_or_else(|| Error::NotFound { id: id.clone() })??;
         Ok(IssuedKey {
@@ -250,6 +257,20 @@ async fn read_then_write_is_also_caught_by_rate_exact() {
     );
     assert!(
         violations(Bug::ReadThenWriteQuota, s).await > 0,
+        "the bug went unnoticed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rotation_without_compare_is_caught_by_rotate_cas() {
+    let s = scenario("rotate_cas");
+    assert_eq!(
+        violations(Bug::None, s).await,
+        0,
+        "the correct store must pass"
+    );
+    assert!(
+        violations(Bug::RotateWithoutCompare, s).await > 0,
         "the bug went unnoticed"
     );
 }
