@@ -375,7 +375,7 @@ pub(crate) async fn connect(kind: ServiceKind) -> Result<Docker, ServiceError> {
         .await
         .map_err(|err| ServiceError::NotAvailable {
             kind,
-            reason: format!("no Docker client for {endpoint}: {err}"),
+            reason: format!("no Docker engine answers at {endpoint} ({err})"),
             remedy: remedy.clone(),
         })?;
     match tokio::time::timeout(Duration::from_secs(10), docker.ping()).await {
