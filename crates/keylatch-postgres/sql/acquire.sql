@@ -1,0 +1,100 @@
+-- acquire: a verify that, when allowed, also grants a lease, in one statement.
+--
+-- $1 text    key id
+-- $2 bytea   digest of the presented key
+-- $3 bigint  cost, 0 ..= 2^53 - 1
+-- $4 text    the new lease's id (22 base62 characters, random, from the client)
+-- $5 bigint  the lease's lifetime in microseconds, 0 ..= 366 days
+--
+-- Reply: exactly one row, the columns of verify.sql plus
+--   fencing_token     the lease's fencing token (the key's counter plus one)
+--   lease_expires_at  now + $5, on the server's clock
+--
+-- Lock order: the key row (FOR NO KEY UPDATE), then, only through rows that join
+-- the charged key row, the key's dead lease rows (pruned) and the new lease row. No
+-- lease row can be locked before the key row, so acquire cannot deadlock with renew,
+-- release or another acquire. The checks and arithmetic are verify.sql's.
+WITH gate AS MATERIALIZED (
+    SELECT current_setting('transaction_isolation') = 'read committed' AS ok
+),
+locked AS MATERIALIZED (
+    SELECT k.id, k.subject, k.version, k.digest, k.prev_digest, k.prev_valid_until,
+           k.expires_at, k.revoked_at, k.rl_rate, k.rl_period_ns, k.rl_burst, k.tat,
+           k.remaining, k.uses, k.fencing
+    FROM {schema}.keys k
+    WHERE k.id = $1::text
+      AND current_setting('transaction_isolation') = 'read committed'
+    FOR NO KEY UPDATE
+),
+clocked AS MATERIALIZED (
+    SELECT l.*,
+           (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us,
+           (l.rl_period_ns / 1000) / l.rl_rate AS t
+    FROM locked l
+),
+gcra AS MATERIALIZED (
+    SELECT c.*,
+           c.t * c.rl_burst AS capacity,
+           least(greatest(c.tat, c.now_us)::numeric + $3::bigint::numeric * c.t,
+                 9223372036854775807)::bigint AS new_tat
+    FROM clocked c
+),
+decision AS MATERIALIZED (
+    SELECT g.*,
+           CASE
+               -- IS NOT TRUE, not NOT: with no previous secret the second comparison
+               -- is NULL, and a NULL condition must deny, never fall through.
+               WHEN ((g.digest = $2::bytea)
+                     OR (g.prev_digest = $2::bytea AND g.now_us < g.prev_valid_until))
+                    IS NOT TRUE
+                   THEN 'unknown'
+               WHEN g.revoked_at IS NOT NULL THEN 'revoked'
+               WHEN g.expires_at IS NOT NULL AND g.now_us >= g.expires_at THEN 'expired'
+               WHEN g.t IS NOT NULL AND g.new_tat - g.capacity > g.now_us THEN 'rate_limited'
+               WHEN g.remaining IS NOT NULL AND g.remaining < $3::bigint THEN 'quota_exhausted'
+               ELSE 'allowed'
+           END AS outcome
+    FROM gcra g
+),
+charged AS (
+    UPDATE {schema}.keys k
+    SET tat = CASE WHEN d.t IS NULL THEN d.tat ELSE d.new_tat END,
+        remaining = d.remaining - $3::bigint,
+        uses = d.uses + 1,
+        fencing = d.fencing + 1
+    FROM decision d
+    WHERE k.id = d.id AND d.outcome = 'allowed'
+    RETURNING true AS done, k.id, k.remaining, k.fencing, d.now_us
+),
+-- Leases that ended at or before now are dead; drop their rows (KeyRecord::prune_leases).
+-- The statement's snapshot cannot see the lease inserted below, so it is never pruned.
+pruned AS (
+    DELETE FROM {schema}.leases l
+    USING charged c
+    WHERE l.key_id = c.id AND l.expires_at <= c.now_us
+),
+granted AS (
+    INSERT INTO {schema}.leases (key_id, lease_id, expires_at)
+    SELECT c.id, $4::text, c.now_us + $5::bigint
+    FROM charged c
+    RETURNING expires_at
+)
+SELECT gate.ok AS gate_ok,
+       d.outcome,
+       coalesce(c.done, false) AS charged,
+       d.subject,
+       d.version,
+       c.remaining,
+       d.rl_burst,
+       CASE WHEN d.outcome = 'allowed' AND d.t IS NOT NULL
+            THEN (d.capacity - (d.new_tat - d.now_us)) / d.t END AS rl_remaining,
+       CASE WHEN d.outcome = 'allowed' AND d.t IS NOT NULL
+            THEN d.new_tat - d.now_us END AS reset_after_us,
+       CASE WHEN d.outcome = 'rate_limited'
+            THEN d.new_tat - d.capacity - d.now_us END AS retry_after_us,
+       c.fencing AS fencing_token,
+       gr.expires_at AS lease_expires_at
+FROM gate
+LEFT JOIN decision d ON true
+LEFT JOIN charged c ON true
+LEFT JOIN granted gr ON true
