@@ -85,16 +85,18 @@ pub fn run(args: &[String]) -> ExitCode {
         times.push((step.name, elapsed));
         let failure = match outcome {
             Ok(status) if status.success() => None,
-            Ok(status) => Some(format!("exited with {status}")),
+            Ok(status) => Some(format!(
+                "`{}` failed ({status})",
+                util::display(&step.command)
+            )),
             Err(message) => Some(message),
         };
         if let Some(failure) = failure {
             print_summary(&times, started.elapsed());
             eprintln!(
-                "\nCI FAILED at step `{}` ({}/{total}): `{}` {failure}, after {}.",
+                "\nCI FAILED at step `{}` ({}/{total}) after {}: {failure}",
                 step.name,
                 index + 1,
-                util::display(&step.command),
                 util::human(elapsed)
             );
             return ExitCode::FAILURE;

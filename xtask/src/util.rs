@@ -29,7 +29,11 @@ pub fn cargo() -> OsString {
 
 /// A command line as a person would type it, for the log.
 pub fn display(command: &Command) -> String {
-    let mut parts = vec![quote(&command.get_program().to_string_lossy())];
+    // The program by name only: cargo runs us with the full path of its toolchain's
+    // cargo, which only makes the log harder to read.
+    let program = std::path::Path::new(command.get_program());
+    let program = program.file_name().unwrap_or(program.as_os_str());
+    let mut parts = vec![quote(&program.to_string_lossy())];
     parts.extend(command.get_args().map(|arg| quote(&arg.to_string_lossy())));
     parts.join(" ")
 }
@@ -102,7 +106,7 @@ mod tests {
 
     #[test]
     fn display_quotes_only_what_needs_it() {
-        let mut command = Command::new("redis-server");
+        let mut command = Command::new("/usr/bin/redis-server");
         command.args(["--bind", "* -::*", "--save", ""]);
         assert_eq!(display(&command), "redis-server --bind '* -::*' --save ''");
     }
