@@ -183,6 +183,15 @@ impl Managed {
 
     pub(crate) async fn restart(&self) -> Result<(), ServiceError> {
         let container = self.container()?;
+        // Starting a running container changes nothing, and no new ready line would
+        // come: say so at once instead of waiting for the start-up timeout.
+        if container
+            .is_running()
+            .await
+            .map_err(|err| self.docker_error(err))?
+        {
+            return Err(self.docker_error("restart needs a stopped container: call stop first"));
+        }
         // The log keeps the lines of earlier starts: wait for one more ready line than
         // it holds now.
         let seen = self.ready_lines_so_far(container).await?;

@@ -304,8 +304,8 @@ impl Service {
     ///
     /// # Errors
     ///
-    /// As for [`pause`](Self::pause); also [`ServiceError::Docker`] when the server does
-    /// not become ready again.
+    /// As for [`pause`](Self::pause); also [`ServiceError::Docker`] when the container
+    /// is not stopped, or when the server does not become ready again.
     pub async fn restart(&self) -> Result<(), ServiceError> {
         self.managed()?.restart().await
     }

@@ -137,6 +137,12 @@ async fn postgres_answers_holds_requests_while_paused_and_restarts() {
     assert_eq!(result.expect("the query held during the pause"), 2);
     assert!(!service.is_paused().await.expect("inspect"));
 
+    // A restart needs a stop first; asked of a running server it fails at once.
+    assert!(matches!(
+        service.restart().await,
+        Err(ServiceError::Docker { .. })
+    ));
+
     // Stopped: the open connection is closed and new ones are refused.
     let old_url = service.url();
     service.stop().await.expect("stop");
