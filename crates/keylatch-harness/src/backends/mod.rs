@@ -14,7 +14,10 @@ pub struct Prepared {
     /// Where the backend's server comes from, for the report.
     pub origin: String,
     /// Dropped after the run: removes containers.
-    #[allow(dead_code, reason = "held only so that dropping it after the run cleans up")]
+    #[allow(
+        dead_code,
+        reason = "held only so that dropping it after the run cleans up"
+    )]
     pub guard: Box<dyn Any + Send + Sync>,
 }
 
