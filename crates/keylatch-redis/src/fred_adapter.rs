@@ -5,14 +5,17 @@
 //! command keylatch sends carries `Options { max_attempts: Some(1), .. }`, so it is
 //! written at most once and a dropped connection fails it instead (fred 10.1,
 //! `router/utils.rs`, `check_final_write_attempt`); cluster redirections, which
-//! are counted separately, still work. A command is not sent at all while the
-//! chosen client is not connected, and then fails as unavailable.
+//! are counted separately, still work. The commands go out through `custom`,
+//! because fred 10.1 drops per-command options on `evalsha` (see `Fred::send`).
+//! A command is not sent at all while the chosen client is not connected, and
+//! then fails as unavailable.
 
 use async_trait::async_trait;
 use fred::clients::Pool;
 use fred::error::{Error as FredError, ErrorKind};
 use fred::interfaces::{ClientLike, LuaInterface};
 use fred::types::config::Options;
+use fred::types::CustomCommand;
 use fred::types::{ClusterHash, Value};
 use std::time::Duration;
 
@@ -109,6 +112,42 @@ fn is_error_code(word: &str) -> bool {
     word.len() >= 2 && word.bytes().all(|b| b.is_ascii_uppercase())
 }
 
+impl Fred {
+    /// Sends one command with this adapter's options (one write attempt, timeout,
+    /// fail fast), routed to `slot` on a cluster.
+    ///
+    /// It goes through `custom` on purpose: fred 10.1 implements `LuaInterface`
+    /// (`evalsha`, `script_load`) for the plain client but not for `WithOptions`,
+    /// so `client.with_options(..).evalsha(..)` resolves through `Deref` to the
+    /// plain client and silently drops the options: no timeout, and up to
+    /// `max_command_attempts` writes. `custom` is a `ClientLike` method, which
+    /// `WithOptions` does implement, so the options apply.
+    async fn send(
+        &self,
+        cmd: &'static str,
+        slot: ClusterHash,
+        args: Vec<Value>,
+    ) -> Result<Value, Fault> {
+        let client = self.pool.next_connected();
+        if !client.is_connected() {
+            return Err(Fault::NotSent(
+                "no connected client in the fred pool".into(),
+            ));
+        }
+        client
+            .with_options(&self.options)
+            .custom::<Value, Value>(CustomCommand::new_static(cmd, slot, false), args)
+            .await
+            .map_err(fault)
+    }
+}
+
+fn slot_of(keys: &[String]) -> ClusterHash {
+    keys.first().map_or(ClusterHash::Random, |key| {
+        ClusterHash::Custom(crate::layout::cluster_slot(key.as_bytes()))
+    })
+}
+
 #[async_trait]
 impl Transport for Fred {
     fn backend(&self) -> &'static str {
@@ -116,52 +155,33 @@ impl Transport for Fred {
     }
 
     async fn evalsha(&self, sha1: &str, keys: &[String], args: &[Vec<u8>]) -> Result<Reply, Fault> {
-        let client = self.pool.next_connected();
-        if !client.is_connected() {
-            return Err(Fault::NotSent(
-                "no connected client in the fred pool".into(),
-            ));
-        }
-        let args: Vec<Value> = args
-            .iter()
-            .map(|a| Value::Bytes(a.clone().into()))
-            .collect();
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        client
-            .with_options(&self.options)
-            .evalsha::<Value, _, _, _>(sha1, keys, args)
-            .await
-            .map(reply)
-            .map_err(fault)
+        let mut values = Vec::with_capacity(2 + keys.len() + args.len());
+        values.push(Value::from(sha1));
+        values.push(Value::Integer(keys.len() as i64));
+        values.extend(keys.iter().map(|k| Value::from(k.as_str())));
+        values.extend(args.iter().map(|a| Value::Bytes(a.clone().into())));
+        self.send("EVALSHA", slot_of(keys), values).await.map(reply)
     }
 
     async fn script_load(&self, code: &str, keys: &[String]) -> Result<(), Fault> {
-        let client = self.pool.next_connected();
-        if !client.is_connected() {
-            return Err(Fault::NotSent(
-                "no connected client in the fred pool".into(),
-            ));
-        }
-        let mut options = self.options.clone();
-        let Some(key) = keys.first() else {
-            // No call to serve: load on every primary (one server when centralized).
+        if keys.is_empty() && self.pool.clients().iter().any(|c| c.is_clustered()) {
+            // No call to serve: load on every primary. (fred sends this without
+            // per-command options, but loading a script changes no key.)
+            let client = self.pool.next_connected();
             return client
-                .with_options(&options)
                 .script_load_cluster::<Value, _>(code)
                 .await
                 .map(|_| ())
                 .map_err(fault);
-        };
+        }
         // Load on the node that serves the call's slot: the node that answered
         // NOSCRIPT. The script cache is per node and not replicated.
-        options.cluster_hash = Some(ClusterHash::Custom(crate::layout::cluster_slot(
-            key.as_bytes(),
-        )));
-        client
-            .with_options(&options)
-            .script_load::<Value, _>(code)
-            .await
-            .map(|_| ())
-            .map_err(fault)
+        self.send(
+            "SCRIPT",
+            slot_of(keys),
+            vec![Value::from("LOAD"), Value::from(code)],
+        )
+        .await
+        .map(|_| ())
     }
 }

@@ -411,7 +411,12 @@ impl RedisStore {
             .with_connection_config(|c| {
                 c.connection_timeout = timeout;
                 c.internal_command_timeout = timeout;
+                // Every keylatch command already carries one write attempt and a
+                // timeout; the pool-wide defaults say the same, so that no path can
+                // fall back to fred's replaying default of three.
+                c.max_command_attempts = 1;
             })
+            .with_performance_config(|p| p.default_command_timeout = timeout)
             // Reconnect forever, backing off to one attempt a second: a store handle
             // outlives Redis restarts. Commands are never replayed (see the adapter).
             .set_policy(ReconnectPolicy::new_exponential(0, 10, 1_000, 2))
