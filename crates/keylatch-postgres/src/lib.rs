@@ -13,3 +13,7 @@ pub use store::PgStore;
 
 /// The backend's name in audit events, errors and reports.
 pub const BACKEND: &str = "postgres";
+
+/// The sqlx this crate is built with, for [`PgStore::connect_with`] and
+/// [`PgStore::from_pool`] callers who build their own options or pool.
+pub use sqlx;

@@ -78,15 +78,15 @@ impl fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Connects to the database at `url` with the default options (schema `keylatch`,
-    /// migrations run now). See [`PgStore::connect_with`].
-    pub async fn connect(url: &str) -> Result<PgStore> {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/db`,
+    /// with any of libpq's URL parameters). See [`PgStore::connect_with`].
+    pub async fn connect(url: &str, options: PgStoreOptions) -> Result<PgStore> {
         // The URL can hold a password, so the parse error (which may quote it) is
         // dropped rather than passed on.
         let connect: PgConnectOptions = url.parse().map_err(|_| Error::InvalidArgument {
             what: "not a valid PostgreSQL connection URL",
         })?;
-        Self::connect_with(connect, PgStoreOptions::default()).await
+        Self::connect_with(connect, options).await
     }
 
     /// Builds a pool of its own from `connect` and opens one connection to check it.

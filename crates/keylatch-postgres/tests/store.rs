@@ -506,7 +506,11 @@ async fn bad_arguments_fail_before_any_io() {
             .await
             .map(drop)
     ));
-    assert!(invalid(PgStore::connect("not a url").await.map(drop)));
+    assert!(invalid(
+        PgStore::connect("not a url", PgStoreOptions::new())
+            .await
+            .map(drop)
+    ));
     assert_eq!(store.inspect(&issued.id).await.expect("i").uses, 0);
 }
 

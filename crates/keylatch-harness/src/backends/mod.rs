@@ -5,6 +5,7 @@ use std::any::Any;
 use keylatch_conformance::StoreFactory;
 
 mod memory;
+mod postgres;
 
 /// A backend ready to run: its store factory, plus whatever must stay alive while it
 /// runs (a container, say).
@@ -50,8 +51,14 @@ pub mod futures_prepare {
 
 /// Every backend this build knows, in report order.
 pub fn all() -> Vec<Entry> {
-    vec![Entry {
-        name: "memory",
-        prepare: || Box::pin(memory::prepare()),
-    }]
+    vec![
+        Entry {
+            name: "memory",
+            prepare: || Box::pin(memory::prepare()),
+        },
+        Entry {
+            name: "postgres",
+            prepare: || Box::pin(postgres::prepare()),
+        },
+    ]
 }

@@ -1,0 +1,66 @@
+//! The PostgreSQL backend: a server from keylatch-services (a container, or the one in
+//! KEYLATCH_POSTGRES_URL) and a schema of its own for the run.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keylatch::SharedKeyStore;
+use keylatch_conformance::StoreFactory;
+use keylatch_postgres::sqlx::postgres::PgConnectOptions;
+use keylatch_postgres::{PgStore, PgStoreOptions, Schema};
+use keylatch_services::{unique_namespace, Service, ServiceError, ServiceKind};
+
+use super::{NotRun, Prepared};
+
+/// Opens independent handles, each with its own pool, on one schema.
+struct Factory {
+    connect: PgConnectOptions,
+    schema: Schema,
+}
+
+#[async_trait]
+impl StoreFactory for Factory {
+    fn name(&self) -> &str {
+        "postgres"
+    }
+
+    async fn open(&self) -> keylatch::Result<SharedKeyStore> {
+        let options = PgStoreOptions::new().schema(self.schema.clone());
+        let store = PgStore::connect_with(self.connect.clone(), options).await?;
+        Ok(Arc::new(store))
+    }
+}
+
+/// Starts PostgreSQL and migrates a fresh schema, so that a broken server shows up
+/// here as a reason rather than as a failed scenario.
+pub async fn prepare() -> Result<Prepared, NotRun> {
+    let service = Service::start(ServiceKind::Postgres)
+        .await
+        .map_err(|e| match e {
+            ServiceError::NotAvailable { reason, remedy, .. } => NotRun { reason, remedy },
+            other => NotRun {
+                reason: other.to_string(),
+                remedy: "see the Docker engine's log, or set KEYLATCH_POSTGRES_URL".to_owned(),
+            },
+        })?;
+    let not_run = |reason: String| NotRun {
+        reason,
+        remedy: "check the server, or set KEYLATCH_POSTGRES_URL to a working one".to_owned(),
+    };
+    let connect: PgConnectOptions = service
+        .url()
+        .parse()
+        .map_err(|_| not_run("the PostgreSQL URL does not parse".to_owned()))?;
+    let schema = Schema::new(&unique_namespace("conformance"))
+        .map_err(|e| not_run(format!("no valid schema name: {e}")))?;
+    let factory = Factory { connect, schema };
+    factory
+        .open()
+        .await
+        .map_err(|e| not_run(format!("cannot open a store: {e}")))?;
+    Ok(Prepared {
+        factory: Box::new(factory),
+        origin: service.origin(),
+        guard: Box::new(service),
+    })
+}
