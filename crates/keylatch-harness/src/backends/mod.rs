@@ -6,6 +6,7 @@ use keylatch_conformance::StoreFactory;
 
 mod memory;
 mod postgres;
+mod redis;
 
 /// A backend ready to run: its store factory, plus whatever must stay alive while it
 /// runs (a container, say).
@@ -59,6 +60,14 @@ pub fn all() -> Vec<Entry> {
         Entry {
             name: "postgres",
             prepare: || Box::pin(postgres::prepare()),
+        },
+        Entry {
+            name: "redis",
+            prepare: || Box::pin(redis::prepare_redis()),
+        },
+        Entry {
+            name: "fred",
+            prepare: || Box::pin(redis::prepare_fred()),
         },
     ]
 }
