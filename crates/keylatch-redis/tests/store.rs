@@ -1,6 +1,7 @@
-//! The Redis store against a real `redis-server`, on both client adapters: the
-//! semantics, SCRIPT FLUSH mid-run, the TTL of every key written, malformed keys
-//! never reaching Redis, and failures that are reported, never replayed.
+//! The Redis store against a real Redis (a container of each test's own), on both
+//! client adapters: the semantics, SCRIPT FLUSH mid-run, the TTL of every key
+//! written, malformed keys never reaching Redis, and failures that are reported,
+//! never replayed.
 
 mod support;
 
@@ -39,7 +40,7 @@ async fn info_calls(raw: &mut redis::aio::MultiplexedConnection, command: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_follows_the_model_in_order() {
-    let server = Server::start();
+    let server = Server::start().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("verify");
         let store = open(adapter, &server.url(), config(&ns)).await;
@@ -113,7 +114,7 @@ async fn verify_follows_the_model_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expiry_and_revocation_deny_in_the_models_order() {
-    let server = Server::start();
+    let server = Server::start().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("expiry");
         let store = open(adapter, &server.url(), config(&ns)).await;
@@ -168,7 +169,7 @@ async fn expiry_and_revocation_deny_in_the_models_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_is_gcra_on_the_servers_clock() {
-    let server = Server::start();
+    let server = Server::start().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("rate");
         let store = open(adapter, &server.url(), config(&ns)).await;
@@ -220,7 +221,7 @@ async fn the_rate_limit_is_gcra_on_the_servers_clock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_is_compare_and_set_with_grace() {
-    let server = Server::start();
+    let server = Server::start().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("rotate");
         let store = Arc::new(open(adapter, &server.url(), config(&ns)).await);
@@ -325,7 +326,7 @@ async fn rotation_is_compare_and_set_with_grace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leases_fence_renew_release_and_drain() {
-    let server = Server::start();
+    let server = Server::start().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("lease");
         let store = Arc::new(open(adapter, &server.url(), config(&ns)).await);
@@ -420,7 +421,7 @@ async fn leases_fence_renew_release_and_drain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn independent_handles_see_each_others_effects() {
-    let server = Server::start();
+    let server = Server::start().await;
     let ns = unique_namespace("handles");
     let a = open(Adapter::RedisRs, &server.url(), config(&ns)).await;
     let b = open(Adapter::Fred, &server.url(), config(&ns)).await;
@@ -455,7 +456,7 @@ async fn independent_handles_see_each_others_effects() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn script_flush_mid_run_costs_nothing_and_charges_nothing_twice() {
-    let server = Server::start();
+    let server = Server::start().await;
     let mut raw = server.raw().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("flush");
@@ -582,7 +583,7 @@ fn ttl_violations(keys: &BTreeMap<String, (String, i64)>) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_written_has_the_ttl_the_design_says() {
-    let server = Server::start();
+    let server = Server::start().await;
     let mut raw = server.raw().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("ttl");
@@ -668,7 +669,7 @@ async fn every_key_written_has_the_ttl_the_design_says() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_keys_never_reach_redis() {
-    let server = Server::start();
+    let server = Server::start().await;
     let mut raw = server.raw().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("malformed");
@@ -714,7 +715,7 @@ async fn malformed_and_oversized_keys_never_reach_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reply_is_outcome_unknown_and_never_replayed() {
-    let server = Server::start();
+    let server = Server::start().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("unknown");
         let cfg = config(&ns).response_timeout(Duration::from_millis(300));
@@ -727,12 +728,12 @@ async fn a_lost_reply_is_outcome_unknown_and_never_replayed() {
         // Warm the script cache so that the frozen call is a single EVALSHA.
         assert!(store.verify(key, 1).await.expect("ok").is_allowed());
 
-        server.freeze();
+        server.freeze().await;
         // The outer bound turns a missing client timeout into a failure, not a hang.
         let result = tokio::time::timeout(Duration::from_secs(10), store.verify(key, 1))
             .await
             .expect("the store's own response timeout fires");
-        server.resume();
+        server.resume().await;
         assert!(
             matches!(result, Err(Error::OutcomeUnknown { .. })),
             "{adapter:?}: {result:?}"
@@ -787,7 +788,7 @@ async fn no_server_is_unavailable_not_a_verdict() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_output_shows_no_secret() {
-    let server = Server::start();
+    let server = Server::start().await;
     for adapter in ADAPTERS {
         let ns = unique_namespace("debug");
         let codec = KeyCodec::default().with_pepper(b"pepper-hunter2".to_vec());
