@@ -33,7 +33,10 @@ CREATE TABLE keys (
     CONSTRAINT keys_prev_pair CHECK ((prev_digest IS NULL) = (prev_valid_until IS NULL)),
     CONSTRAINT keys_rate_limit_whole CHECK (
         (rl_rate IS NULL) = (rl_period_ns IS NULL) AND (rl_rate IS NULL) = (rl_burst IS NULL)),
-    CONSTRAINT keys_rate_limit_sane CHECK (rl_rate >= 1 AND rl_burst >= 1 AND rl_period_ns >= 0),
+    -- The emission interval T = floor(floor(period_ns / 1000) / rate) is at least one
+    -- microsecond (KeySpec::validate), so the statements never divide by zero.
+    CONSTRAINT keys_rate_limit_sane CHECK (
+        rl_rate >= 1 AND rl_burst >= 1 AND (rl_period_ns / 1000) / rl_rate >= 1),
     CONSTRAINT keys_quota_pair CHECK ((quota IS NULL) = (remaining IS NULL)),
     CONSTRAINT keys_remaining_sane CHECK (remaining >= 0)
 ) WITH (fillfactor = 80);

@@ -3,7 +3,10 @@
 -- $1 text  key id
 --
 -- Reply: exactly one row.
---   gate_ok        false when the transaction is not READ COMMITTED (nothing touched)
+--   gate_ok        false when the transaction is not READ COMMITTED, or would commit
+--                  asynchronously (synchronous_commit = off): nothing touched; the
+--                  client runs it again in a READ COMMITTED transaction that commits
+--                  synchronously
 --   found          whether a key has this id
 --   newly_revoked  false when the key already was revoked
 --   fencing        the key's lease counter: 0 means no lease was ever granted on it,
@@ -11,16 +14,18 @@
 --
 -- Lock order: the key row only. Every verify, acquire and renew of the key queues on
 -- that row lock, and sees the revocation once this statement commits; none that
--- starts after revoke returns can succeed. The statement commits synchronously unless
--- the server runs with synchronous_commit = off (see the crate docs).
+-- starts after revoke returns can succeed. It only ever commits synchronously: an
+-- acknowledged revocation is on disk (and on synchronous standbys, if configured).
 WITH gate AS MATERIALIZED (
-    SELECT current_setting('transaction_isolation') = 'read committed' AS ok
+    SELECT current_setting('transaction_isolation') = 'read committed'
+           AND current_setting('synchronous_commit') <> 'off' AS ok
 ),
 locked AS MATERIALIZED (
     SELECT k.id, k.revoked_at, k.fencing
     FROM {schema}.keys k
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
+      AND current_setting('synchronous_commit') <> 'off'
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (

@@ -6,7 +6,10 @@
 -- $4 bigint  grace in microseconds (0 ..= 366 days): how long the old secret keeps working
 --
 -- Reply: exactly one row.
---   gate_ok          false when the transaction is not READ COMMITTED (nothing touched)
+--   gate_ok          false when the transaction is not READ COMMITTED, or would commit
+--                    asynchronously (synchronous_commit = off): nothing touched; the
+--                    client runs it again in a READ COMMITTED transaction that commits
+--                    synchronously
 --   current_version  the key's version before this statement; NULL when no key has this id
 --   revoked          whether the key is revoked (a revoked key is never rotated)
 --   new_version      the version written; NULL when nothing was written, which the
@@ -14,15 +17,18 @@
 --
 -- Lock order: the key row only. Of all rotations racing with the same expected
 -- version, the first to lock the row writes version + 1; the others queue on the
--- lock, re-read the row and find the version moved.
+-- lock, re-read the row and find the version moved. Like revoke, it only ever
+-- commits synchronously: a retired secret cannot come back after a crash.
 WITH gate AS MATERIALIZED (
-    SELECT current_setting('transaction_isolation') = 'read committed' AS ok
+    SELECT current_setting('transaction_isolation') = 'read committed'
+           AND current_setting('synchronous_commit') <> 'off' AS ok
 ),
 locked AS MATERIALIZED (
     SELECT k.id, k.version, k.revoked_at, k.digest
     FROM {schema}.keys k
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
+      AND current_setting('synchronous_commit') <> 'off'
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (

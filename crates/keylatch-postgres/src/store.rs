@@ -28,8 +28,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 /// opens itself. The backslash escapes the space for PostgreSQL's option parser.
 const READ_COMMITTED_OPTION: (&str, &str) = ("default_transaction_isolation", "read\\ committed");
 
-/// The statement that opens the fallback transaction (see [`PgStore::run`]).
-const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+/// What opens the fallback transaction (see [`PgStore::run`]), sent as one simple
+/// query: READ COMMITTED, and a synchronous commit where the session has turned it
+/// off (a stronger setting such as `remote_apply` is left alone).
+const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
+    SELECT set_config('synchronous_commit', 'on', true) \
+    WHERE current_setting('synchronous_commit') = 'off'";
 
 /// Pooled connections idle at least this long are pinged before use.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -208,12 +212,14 @@ impl PgStore {
 
     /// Runs one statement and returns its one row.
     ///
-    /// Every statement first checks that its transaction is READ COMMITTED and, when
-    /// it is not, reads and locks nothing and answers `gate_ok = false`. That happens
-    /// only on connections whose default isolation is higher (pools given to
-    /// [`PgStore::from_pool`]); there the statement runs again inside an explicit READ
-    /// COMMITTED transaction, so that a serialization failure can never reach the
-    /// caller whatever the pool's defaults.
+    /// Every statement first checks that its transaction is READ COMMITTED (revoke
+    /// and rotate also that it will commit synchronously) and, when it is not, reads
+    /// and locks nothing and answers `gate_ok = false`. That happens only on
+    /// connections whose defaults differ (pools given to [`PgStore::from_pool`], or a
+    /// server with `synchronous_commit = off`); there the statement runs again inside
+    /// an explicit READ COMMITTED, synchronously committing transaction, so that a
+    /// serialization failure can never reach the caller and an acknowledged
+    /// revocation is durable, whatever the session's defaults.
     async fn run<'q>(
         &self,
         sql: &'q str,
@@ -274,7 +280,9 @@ impl PgStore {
             Err(_) => return Err(not_sent("no reply within the request timeout; rolled back")),
         };
         if !gate_ok(&row)? {
-            return Err(bad_reply("the statement did not run at READ COMMITTED"));
+            return Err(bad_reply(
+                "the statement declined to run in a READ COMMITTED, synchronous transaction",
+            ));
         }
         match tokio::time::timeout(limit, tx.commit()).await {
             Ok(Ok(())) => Ok(row),
@@ -298,9 +306,11 @@ impl PgStore {
             tracing::warn!(
                 target: "keylatch_postgres",
                 schema = %self.inner.schema,
-                "the pool's connections do not default to READ COMMITTED; each operation \
-                 now runs in an explicit READ COMMITTED transaction (three round trips \
-                 instead of one). Set default_transaction_isolation=read committed on the pool."
+                "the pool's connections do not default to READ COMMITTED (or, for revoke \
+                 and rotate, run with synchronous_commit = off): such operations run in an \
+                 explicit READ COMMITTED, synchronously committing transaction, four round \
+                 trips instead of one. Set default_transaction_isolation=read committed on \
+                 the pool's connections to stay on the fast path."
             );
         }
     }

@@ -142,6 +142,48 @@ async fn the_counter_sees_extra_round_trips() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_and_rotate_never_commit_asynchronously() {
+    // A session with synchronous_commit = off: verify keeps its one round trip (its
+    // durability is the server's choice), while revoke and rotate decline and run
+    // again in a transaction that commits synchronously.
+    let server = common::server().await;
+    let (proxy, through) = proxied(&server).await;
+    let schema = common::fresh_schema("async_commit");
+    let store = PgStore::connect_with(
+        through.options([("synchronous_commit", "off")]),
+        common::options(&schema).max_connections(1),
+    )
+    .await
+    .expect("connects");
+    let level: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(store.pool())
+        .await
+        .expect("show");
+    assert_eq!(level, "off");
+    let issued = store.issue(&KeySpec::new("a")).await.expect("issue");
+    let key = issued.key.expose_secret().to_owned();
+
+    let (n, v) = round_trips(&proxy, || store.verify(&key, 1)).await;
+    assert!(v.expect("verify").is_allowed());
+    assert_eq!(n, 1, "verify");
+
+    let (n, r) = round_trips(&proxy, || store.rotate(&issued.id, 99, Duration::ZERO)).await;
+    assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
+    assert_eq!(n, 4, "rotate: gate + BEGIN + rotate + COMMIT");
+
+    let (n, r) = round_trips(&proxy, || store.revoke(&issued.id, Duration::ZERO)).await;
+    r.expect("revoke");
+    assert_eq!(n, 4, "revoke: gate + BEGIN + revoke + COMMIT");
+
+    // The session's own setting is untouched afterwards (SET LOCAL semantics).
+    let level: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(store.pool())
+        .await
+        .expect("show");
+    assert_eq!(level, "off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_keys_never_reach_the_database() {
     let server = common::server().await;
     let (proxy, store) = proxied_store(&server, "malformed").await;

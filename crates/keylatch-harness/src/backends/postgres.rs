@@ -51,6 +51,10 @@ pub async fn prepare() -> Result<Prepared, NotRun> {
         .url()
         .parse()
         .map_err(|_| not_run("the PostgreSQL URL does not parse".to_owned()))?;
+    // The test image turns synchronous_commit off for speed, which would send every
+    // revoke and rotate down their slower synchronous-commit path; measure the path a
+    // production server (synchronous_commit = on, the default) takes.
+    let connect = connect.options([("synchronous_commit", "on")]);
     let schema = Schema::new(&unique_namespace("conformance"))
         .map_err(|e| not_run(format!("no valid schema name: {e}")))?;
     let factory = Factory { connect, schema };

@@ -17,12 +17,19 @@ pub struct Server {
 impl Server {
     /// Connect options for the server, without TLS so that the counting proxy can
     /// read the protocol (everything is on 127.0.0.1).
+    ///
+    /// The test image turns `synchronous_commit` off server-wide for speed; revoke and
+    /// rotate would then always take their synchronous-commit path. Sessions turn it
+    /// back on, so that the tests exercise the one-statement path that production
+    /// servers (synchronous_commit = on, the default) take; a dedicated test covers
+    /// the other.
     pub fn connect_options(&self) -> PgConnectOptions {
         self.service
             .url()
             .parse::<PgConnectOptions>()
             .expect("the service hands out a valid URL")
             .ssl_mode(PgSslMode::Disable)
+            .options([("synchronous_commit", "on")])
     }
 
     /// The service, for fault injection.
