@@ -48,7 +48,13 @@ async fn passes(adapter: Adapter) {
         url: server.url(),
         namespace: unique_namespace("conformance"),
     };
-    run_all(&factory, &config()).await.assert_passed();
+    let report = run_all(&factory, &config()).await;
+    // The suite prints one line per scenario (see `cargo test -- --nocapture`).
+    assert!(
+        !report.scenarios.is_empty() || report.error.is_some(),
+        "the suite ran no scenario"
+    );
+    report.assert_passed();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
