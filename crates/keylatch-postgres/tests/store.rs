@@ -728,3 +728,119 @@ mod isolation {
         assert_eq!(store.inspect(&issued.id).await.expect("i").uses, 1);
     }
 }
+
+/// No secret reaches a log line (keylatch's audit events and sqlx's own statement
+/// logging, at TRACE), an error or a Debug string.
+mod no_secrets {
+    use std::io::Write;
+    use std::sync::Mutex;
+
+    use keylatch::{Prefix, CHECK_LEN, SECRET_LEN};
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    /// Collects everything the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    fn secret_of(key: &str) -> String {
+        key[key.len() - SECRET_LEN - CHECK_LEN..].to_owned()
+    }
+
+    // One thread, so that every event of the store's calls reaches this subscriber.
+    #[tokio::test(flavor = "current_thread")]
+    async fn no_path_logs_or_shows_a_secret() {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+
+        let server = common::server().await;
+        let codec =
+            KeyCodec::new(Prefix::new("acme").expect("valid")).with_pepper(b"pepper-42".to_vec());
+        let options = common::options(&common::fresh_schema("secrets")).codec(codec);
+        let store = PgStore::connect_with(server.connect_options(), options.clone())
+            .await
+            .expect("store");
+        let spec = KeySpec::new("tenant")
+            .with_quota(2)
+            .with_rate_limit(RateLimit::new(1, Duration::from_secs(60), 2));
+        let issued = store.issue(&spec).await.expect("issue");
+        let key = issued.key.expose_secret().to_owned();
+        let mut secrets = vec![secret_of(&key), "pepper-42".to_owned()];
+        let mut shown = vec![
+            format!("{issued:?}"),
+            format!("{store:?}"),
+            format!("{options:?}"),
+        ];
+        for _ in 0..3 {
+            shown.push(format!("{:?}", store.verify(&key, 1).await));
+        }
+        let mut bad_check = key.clone();
+        bad_check.pop();
+        for probe in [bad_check, format!("{key}x"), key.replace("acme", "other")] {
+            shown.push(format!("{:?}", store.verify(&probe, 1).await));
+            shown.push(format!("{:?}", store.acquire(&probe, 1, HOUR).await));
+        }
+        let forged = KeyCodec::new(Prefix::new("acme").expect("valid")).generate(&issued.id);
+        shown.push(format!(
+            "{:?}",
+            store.verify(forged.key.expose_secret(), 1).await
+        ));
+        let rotated = store.rotate(&issued.id, 1, HOUR).await.expect("rotate");
+        secrets.push(secret_of(rotated.key.expose_secret()));
+        shown.push(format!("{rotated:?}"));
+        shown.push(format!("{:?}", store.rotate(&issued.id, 1, HOUR).await));
+        shown.push(format!(
+            "{:?}",
+            store.acquire(rotated.key.expose_secret(), 0, HOUR).await
+        ));
+        shown.push(format!(
+            "{:?}",
+            store.revoke(&issued.id, Duration::from_millis(10)).await
+        ));
+        shown.push(format!("{:?}", store.verify(&key, 1).await));
+        shown.push(format!("{:?}", store.inspect(&issued.id).await));
+        shown.push(format!("{:?}", store.issue(&KeySpec::new("nul\0")).await));
+        drop(store);
+
+        let logged =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("utf-8 log");
+        assert!(
+            logged.contains("keylatch::audit"),
+            "the audit events were captured"
+        );
+        assert!(
+            logged.contains("sqlx::query"),
+            "sqlx's statement log was captured"
+        );
+        assert!(logged.contains(issued.id.as_str()));
+        for secret in &secrets {
+            assert!(!logged.contains(secret.as_str()), "a secret was logged");
+            for s in &shown {
+                assert!(!s.contains(secret.as_str()), "a secret was shown: {s}");
+            }
+        }
+    }
+}
