@@ -170,10 +170,20 @@ impl PgStore {
                 .bind(&lock_name)
                 .execute(&mut *conn)
                 .await?;
-            // The schema name is a validated identifier; it cannot be a bound value.
-            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                .execute(&mut *conn)
-                .await?;
+            // Looked up first: CREATE SCHEMA IF NOT EXISTS checks the right to create
+            // schemas before it checks existence, and a role that was given an
+            // existing schema need not have that right.
+            let exists: bool =
+                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+                    .bind(self.inner.schema.as_str())
+                    .fetch_one(&mut *conn)
+                    .await?;
+            if !exists {
+                // The schema name is a validated identifier; it cannot be a bound value.
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut *conn)
+                    .await?;
+            }
             sqlx::query(&format!("SET search_path TO {schema}"))
                 .execute(&mut *conn)
                 .await?;
@@ -184,6 +194,10 @@ impl PgStore {
                 sqlx::migrate::MigrateError::Execute(inner) => inner,
                 other => sqlx::Error::Migrate(Box::new(other)),
             })?;
+            sqlx::query("SELECT pg_advisory_unlock(hashtextextended($1, 0))")
+                .bind(&lock_name)
+                .execute(&mut *conn)
+                .await?;
             Ok::<(), sqlx::Error>(())
         };
         steps.await.map_err(|e| match e {
