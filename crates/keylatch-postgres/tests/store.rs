@@ -569,6 +569,48 @@ async fn schemas_are_separate_and_migrate_concurrently() {
     assert!(Schema::new("Not-Valid").is_err());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_role_without_create_rights_runs_in_a_schema_made_for_it() {
+    // The "existing database" setup: a DBA makes the schema and hands it to the
+    // application's role, which may not create schemas itself.
+    let server = common::server().await;
+    let tag = format!("{:016x}", rand::random::<u64>());
+    let (role, password, schema) = (
+        format!("kl_app_{tag}"),
+        format!("pw{tag}"),
+        format!("kl_given_{tag}"),
+    );
+    let mut admin = sqlx::PgConnection::connect_with(&server.connect_options())
+        .await
+        .expect("admin connection");
+    // Names and password made here from hex digits: safe to write into statements.
+    for statement in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD '{password}'"),
+        format!("CREATE SCHEMA {schema} AUTHORIZATION {role}"),
+    ] {
+        admin.execute(statement.as_str()).await.expect("setup");
+    }
+    let as_app = server.connect_options().username(&role).password(&password);
+    let given = PgStore::connect_with(
+        as_app.clone(),
+        common::options(&Schema::new(&schema).expect("valid")),
+    )
+    .await
+    .expect("migrates into the schema it was given");
+    let issued = given.issue(&KeySpec::new("app")).await.expect("issue");
+    assert!(given
+        .verify(issued.key.expose_secret(), 1)
+        .await
+        .expect("v")
+        .is_allowed());
+
+    // The same role cannot make a schema of its own: a clear server error.
+    let err = PgStore::connect_with(as_app, common::options(&common::fresh_schema("denied")))
+        .await
+        .expect_err("no right to create a schema");
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
+}
+
 /// The isolation guarantees: no 40001 or 40P01 reaches the caller, whatever the
 /// database's default isolation level.
 mod isolation {
