@@ -120,7 +120,10 @@
 //!   missing reply within [`PgStoreOptions::request_timeout`] after sending is
 //!   [`keylatch::Error::OutcomeUnknown`] (the statement may have committed) and the
 //!   connection is closed rather than reused; an error reply is
-//!   [`keylatch::Error::Backend`] (the statement was rolled back).
+//!   [`keylatch::Error::Backend`] (the statement was rolled back). A pooled
+//!   connection that died within a second of its last use is found out only by the
+//!   statement sent on it, which is then reported as `OutcomeUnknown`: the price of
+//!   not pinging before every operation.
 //!
 //! # Durability
 //!
