@@ -131,9 +131,12 @@ impl PgStore {
     ///
     /// The pool's connections may have any default isolation level: every statement
     /// checks that it runs at READ COMMITTED and, where it does not, touches nothing
-    /// and is run again inside `BEGIN ISOLATION LEVEL READ COMMITTED` (three round
-    /// trips instead of one; a warning is logged once). Give the pool the option
-    /// `default_transaction_isolation=read committed` to stay on the fast path.
+    /// and is run again inside `BEGIN ISOLATION LEVEL READ COMMITTED` (four round
+    /// trips instead of one; a warning is logged once). To stay on the one-round-trip
+    /// path, give the pool's connections `default_transaction_isolation = 'read
+    /// committed'` (and leave `synchronous_commit` on, or revoke and rotate take the
+    /// same detour), and build the pool with `test_before_acquire(false)`: sqlx's
+    /// default pings every connection before handing it out.
     pub async fn from_pool(pool: PgPool, options: PgStoreOptions) -> Result<PgStore> {
         let store = PgStore {
             inner: Arc::new(Inner {
@@ -260,6 +263,11 @@ impl PgStore {
         result
     }
 
+    /// Sends one statement and waits for its whole reply. The server sends the result
+    /// row before the statement's implicit transaction commits; sqlx's `fetch_one`
+    /// reads on through the ReadyForQuery that follows the commit (and surfaces a
+    /// failed commit as an error), so a verdict is only ever returned once it is
+    /// committed. `tests/wire.rs` holds that ReadyForQuery back to check this.
     async fn fetch_row(
         &self,
         conn: &mut PoolConnection<Postgres>,

@@ -304,6 +304,46 @@ async fn a_connection_lost_after_sending_is_outcome_unknown_and_not_replayed() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_verdict_is_returned_before_the_commit_is_acknowledged() {
+    // The server sends a statement's result row before its transaction commits; only
+    // the ReadyForQuery that follows says the commit is done (and, with synchronous
+    // commit, on disk). A revoke reported before that could be lost in a crash.
+    let server = common::server().await;
+    let (proxy, through) = proxied(&server).await;
+    let schema = common::fresh_schema("commit_ack");
+    let store = PgStore::connect_with(
+        through,
+        common::options(&schema)
+            .max_connections(1)
+            .request_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("connects");
+    let issued = store.issue(&KeySpec::new("a")).await.expect("issue");
+    let key = issued.key.expose_secret().to_owned();
+    assert!(store.verify(&key, 1).await.expect("warm").is_allowed());
+    let other = store.issue(&KeySpec::new("b")).await.expect("issue");
+    store
+        .revoke(&other.id, Duration::ZERO)
+        .await
+        .expect("prepares revoke");
+
+    for fault_on in ["verify", "revoke"] {
+        proxy.arm(Fault::WithholdCommitAck).await;
+        let err = match fault_on {
+            "verify" => store.verify(&key, 1).await.map(drop),
+            _ => store.revoke(&issued.id, Duration::ZERO).await.map(drop),
+        }
+        .expect_err("the row alone is not an answer");
+        assert!(
+            matches!(err, Error::OutcomeUnknown { .. }),
+            "{fault_on}: {err:?}"
+        );
+        proxy.withheld_reply_done().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_answering_is_outcome_unknown_after_the_timeout() {
     let server = common::server().await;
     let (proxy, through) = proxied(&server).await;

@@ -29,6 +29,9 @@ pub enum Fault {
     /// Forward the request, and hold back every reply (a server or network that
     /// stopped answering).
     Stall,
+    /// Forward the request and its reply, all but the closing `ReadyForQuery`, which
+    /// the server sends only once the statement's transaction has committed.
+    WithholdCommitAck,
 }
 
 struct Shared {
@@ -135,6 +138,8 @@ enum Replies {
     Withhold {
         cut: bool,
     },
+    /// Forward them, except ReadyForQuery.
+    WithholdReady,
 }
 
 async fn serve(client: TcpStream, shared: Arc<Shared>) {
@@ -221,6 +226,9 @@ async fn frontend(
                 Fault::Stall => {
                     let _ = replies.send(Replies::Withhold { cut: false });
                 }
+                Fault::WithholdCommitAck => {
+                    let _ = replies.send(Replies::WithholdReady);
+                }
             }
         }
         if tx.write_all(&message).await.is_err() {
@@ -248,6 +256,12 @@ async fn backend(
                     return;
                 }
             }
+            Replies::WithholdReady if kind != b'Z' => {
+                if tx.write_all(&message).await.is_err() {
+                    return;
+                }
+            }
+            Replies::WithholdReady => shared.withheld_reply_done.notify_one(),
             Replies::Withhold { cut } => {
                 if cut && !client_closed {
                     // The client sees its connection end with the request in flight.
