@@ -1,0 +1,2 @@
+-- floor-postgres `select1`: one round trip that touches no table.
+SELECT 1
