@@ -13,7 +13,7 @@ use crate::{ApiKey, Error, KeyId, Timestamp};
 /// The largest quota, cost or counter value a store accepts: 2^53 - 1, the largest
 /// integer every backend (Lua numbers included) represents exactly.
 pub const MAX_CREDITS: u64 = (1 << 53) - 1;
-/// Longest subject, in bytes.
+/// Longest subject, in bytes. Subject and metadata are UTF-8 without NUL characters.
 pub const MAX_SUBJECT_LEN: usize = 256;
 /// Most metadata entries on one key.
 pub const MAX_METADATA_ENTRIES: usize = 32;
@@ -140,6 +140,18 @@ impl KeySpec {
         {
             return Err(Error::InvalidArgument {
                 what: "metadata over 32 entries or 256 bytes per name or value",
+            });
+        }
+        // PostgreSQL text cannot hold NUL, so no backend accepts it: a spec means the
+        // same thing on every backend.
+        if self.subject.contains('\0')
+            || self
+                .metadata
+                .iter()
+                .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(Error::InvalidArgument {
+                what: "subject and metadata may not contain NUL characters",
             });
         }
         if let Some(Expiry::In(d)) = self.expiry {
@@ -434,4 +446,36 @@ pub struct KeyInfo {
     pub active_leases: u64,
     /// The last fencing token granted (0 before the first lease).
     pub fencing_token: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_are_validated() {
+        assert!(KeySpec::new("tenant").validate().is_ok());
+        let bad = [
+            KeySpec::new("a\0b"),
+            KeySpec::new("a").with_metadata("k\0", "v"),
+            KeySpec::new("a").with_metadata("k", "v\0"),
+            KeySpec::new("x".repeat(MAX_SUBJECT_LEN + 1)),
+            KeySpec::new("a").with_quota(MAX_CREDITS + 1),
+            KeySpec::new("a").with_expiry(Expiry::In(MAX_DURATION + Duration::from_secs(1))),
+            KeySpec::new("a").with_rate_limit(RateLimit::new(0, Duration::from_secs(1), 1)),
+            KeySpec::new("a").with_rate_limit(RateLimit::new(1, Duration::from_secs(1), 0)),
+            KeySpec::new("a").with_rate_limit(RateLimit::new(10, Duration::from_micros(5), 1)),
+        ];
+        for spec in bad {
+            assert!(
+                matches!(spec.validate(), Err(Error::InvalidArgument { .. })),
+                "{spec:?} accepted"
+            );
+        }
+        let mut many = KeySpec::new("a");
+        for i in 0..=MAX_METADATA_ENTRIES {
+            many = many.with_metadata(i.to_string(), "v");
+        }
+        assert!(many.validate().is_err());
+    }
 }
