@@ -139,22 +139,22 @@ impl MemoryStore {
         &self,
         op: &'static str,
         key: &str,
-        cost: u64,
+        arguments: Result<()>,
         apply: impl FnOnce(&mut KeyRecord, &keylatch::KeyDigest, keylatch::Timestamp) -> Verdict<T>,
     ) -> Result<Verdict<T>> {
-        validate_cost(cost)?;
         let presented = match self.inner.codec.parse(key) {
             Ok(p) => p,
             Err(_) => return Ok(audit::malformed(op, BACKEND)),
         };
-        let verdict = match self.cell(&presented.id) {
+        // An error in the other arguments is returned, and audited under the key's
+        // id, without touching the key.
+        let result = arguments.map(|()| match self.cell(&presented.id) {
             Some(cell) => self.with_record(&cell, |r, now| apply(r, &presented.digest, now)),
             None => Verdict::Denied(Denial {
                 reason: DenyReason::Unknown,
                 id: Some(presented.id.clone()),
             }),
-        };
-        let result = Ok(verdict);
+        });
         audit::checked(op, BACKEND, &presented.id, &result);
         result
     }
@@ -227,14 +227,15 @@ impl AtomicKeyStore for MemoryStore {
     }
 
     async fn verify(&self, key: &str, cost: u64) -> Result<Verdict<Grant>> {
-        self.check("verify", key, cost, |r, digest, now| {
+        self.check("verify", key, validate_cost(cost), |r, digest, now| {
             r.verify(digest, cost, now)
         })
     }
 
     async fn acquire(&self, key: &str, cost: u64, ttl: Duration) -> Result<Verdict<LeaseGrant>> {
-        validate_duration(ttl, "lease ttl longer than 366 days")?;
-        self.check("acquire", key, cost, |r, digest, now| {
+        let arguments =
+            validate_cost(cost).and(validate_duration(ttl, "lease ttl longer than 366 days"));
+        self.check("acquire", key, arguments, |r, digest, now| {
             r.acquire(digest, cost, ttl, LeaseId::random(), now)
         })
     }
@@ -256,8 +257,8 @@ impl AtomicKeyStore for MemoryStore {
     }
 
     async fn revoke(&self, id: &KeyId, drain_timeout: Duration) -> Result<Revocation> {
-        validate_duration(drain_timeout, "drain timeout longer than 366 days")?;
-        let result = match self.existing(id) {
+        let checked = validate_duration(drain_timeout, "drain timeout longer than 366 days");
+        let result = match checked.and_then(|()| self.existing(id)) {
             Ok(cell) => {
                 let newly_revoked = self.with_record(&cell, |r, now| r.revoke(now));
                 let drain = self.drain(&cell, drain_timeout).await;
@@ -278,8 +279,8 @@ impl AtomicKeyStore for MemoryStore {
         expected_version: u64,
         grace: Duration,
     ) -> Result<IssuedKey> {
-        validate_duration(grace, "grace period longer than 366 days")?;
-        let result = self.existing(id).and_then(|cell| {
+        let checked = validate_duration(grace, "grace period longer than 366 days");
+        let result = checked.and_then(|()| self.existing(id)).and_then(|cell| {
             let minted = self.inner.codec.generate(id);
             let version = self.with_record(&cell, |r, now| {
                 r.rotate(expected_version, minted.digest, grace, now)

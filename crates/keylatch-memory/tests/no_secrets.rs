@@ -119,6 +119,11 @@ async fn no_path_logs_or_shows_a_secret() {
         "audit events were captured"
     );
     assert!(log.contains("revoked"), "the revocation was logged");
+    // Refused arguments are audited too, under the key's id.
+    assert!(
+        log.contains("invalid_argument"),
+        "argument errors are audited"
+    );
     for secret in &secrets {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
         for s in &shown {

@@ -11,8 +11,9 @@
 //!    `now < previous_valid_until` (else `Unknown`);
 //! 2. not revoked (else `Revoked`);
 //! 3. `now < expires_at` when there is an expiry (else `Expired`);
-//! 4. GCRA: with `T` the emission interval, `tat' = max(tat, now) + cost * T`;
-//!    denied when `tat' - burst * T > now`, with `retry_after = tat' - burst * T - now`;
+//! 4. GCRA: a cost above the burst never fits (`CostExceedsBurst`); otherwise, with
+//!    `T` the emission interval, `tat' = max(tat, now) + cost * T`; denied when
+//!    `tat' - burst * T > now`, with `retry_after = tat' - burst * T - now`;
 //! 5. `remaining >= cost` when there is a quota (else `QuotaExhausted`).
 //!
 //! Only when all pass does it set `tat = tat'`, subtract the cost from the quota and
@@ -138,6 +139,9 @@ impl KeyRecord {
             rate_state: None,
         };
         if let Some(limit) = &self.rate_limit {
+            if cost > u64::from(limit.burst) {
+                return Err(self.deny(DenyReason::CostExceedsBurst));
+            }
             let t = limit.emission_interval_micros();
             let capacity = t.saturating_mul(limit.burst.into());
             let cost = i64::try_from(cost).unwrap_or(i64::MAX);
@@ -409,6 +413,14 @@ mod tests {
             })
         );
         assert!(r.verify(&d, 2, at(310)).is_allowed());
+        // A cost above the burst can never fit, however long one waits.
+        let before = r.clone();
+        assert_eq!(
+            reason(r.verify(&d, 4, at(10_000))),
+            Some(DenyReason::CostExceedsBurst)
+        );
+        assert_eq!(r, before);
+        assert!(r.verify(&d, 3, at(10_000)).is_allowed());
     }
 
     #[test]

@@ -273,11 +273,14 @@ pub enum DenyReason {
     Revoked,
     /// The key's expiry has passed.
     Expired,
-    /// The rate limit has no room for this cost; retry after `retry_after`.
+    /// The rate limit has no room for this cost now; it will after `retry_after`.
     RateLimited {
-        /// When the request would fit (a cost above the burst never fits).
+        /// How long until a request of this cost fits (always more than zero).
         retry_after: Duration,
     },
+    /// The cost is larger than the key's burst, so no amount of waiting lets it
+    /// through (an HTTP layer answers 413 or 400 here, not 429).
+    CostExceedsBurst,
     /// The quota has fewer credits left than the cost.
     QuotaExhausted,
 }
@@ -291,6 +294,7 @@ impl DenyReason {
             DenyReason::Revoked => "revoked",
             DenyReason::Expired => "expired",
             DenyReason::RateLimited { .. } => "rate_limited",
+            DenyReason::CostExceedsBurst => "cost_exceeds_burst",
             DenyReason::QuotaExhausted => "quota_exhausted",
         }
     }

@@ -119,7 +119,8 @@ pub async fn quota_exact(ctx: &Ctx) -> Round {
     round
 }
 
-/// Burst 20, 200 concurrent verifies: exactly 20 allowed (plus whatever the rate
+/// A cost above the burst is refused as such. Then burst 20, 200 concurrent
+/// verifies: exactly 20 allowed (plus whatever the rate
 /// could refill while the race ran, nothing when it is fast); every denial carries a
 /// `retry_after` in (0, T]; after waiting that long, the next verify is allowed.
 pub async fn rate_exact(ctx: &Ctx) -> Round {
@@ -134,6 +135,13 @@ pub async fn rate_exact(ctx: &Ctx) -> Round {
         return round;
     };
     let key = issued.key.expose_secret();
+    // A cost above the burst can never fit: it is refused as such, and costs nothing,
+    // so the race below still starts from a full bucket.
+    match round.must("verify", ctx.store.verify(key, u64::from(BURST) + 1).await) {
+        Some(Verdict::Denied(d)) if d.reason == DenyReason::CostExceedsBurst => {}
+        Some(other) => round.violation(format!("a cost above the burst gave {other:?}")),
+        None => {}
+    }
     let (calls, panics) = burst(&ctx.store, key, &[1; REQUESTS]).await;
     round.violations.extend(panics);
     round.raced(calls.iter().map(|(_, c)| c));
