@@ -42,6 +42,7 @@ SERVERS:
 
 OUTPUT:
     target/keylatch/bench.json           {\"servers\":…,\"results\":[…]}
+    target/keylatch/bench.md             the same as Markdown tables (for docs/benchmarks.md)
     target/keylatch/bench-results.tsv    what the bench measured
     target/keylatch/latency/…            latency histogram of every benchmark
     target/criterion/…                   criterion's own data
@@ -154,14 +155,24 @@ pub fn run(args: &[String]) -> ExitCode {
     print!("{}", results.over_limit_table());
     print!("{}", results.targets_text());
     let json_path = out_dir.join("bench.json");
+    let markdown_path = out_dir.join("bench.md");
     let svg_path = options.svg.unwrap_or_else(|| out_dir.join("bench.svg"));
-    for (path, content) in [(&json_path, results.json()), (&svg_path, results.svg())] {
+    for (path, content) in [
+        (&json_path, results.json()),
+        (&markdown_path, results.markdown()),
+        (&svg_path, results.svg()),
+    ] {
         if let Err(e) = write_file(path, &content) {
             eprintln!("xtask bench: cannot write {}: {e}", path.display());
             return ExitCode::FAILURE;
         }
     }
-    println!("\nwrote {} and {}", json_path.display(), svg_path.display());
+    println!(
+        "\nwrote {}, {} and {}",
+        json_path.display(),
+        markdown_path.display(),
+        svg_path.display()
+    );
     if !options.report_only {
         println!("xtask bench: done in {}", util::human(started.elapsed()));
     }
@@ -442,6 +453,57 @@ impl Results {
         );
         for (backend, why) in &self.not_run {
             let _ = writeln!(out, "NOT RUN: {backend}: {why}");
+        }
+        out
+    }
+
+    /// The results as Markdown tables, for docs/benchmarks.md.
+    fn markdown(&self) -> String {
+        let ratio = |r: Option<f64>| r.map_or_else(|| "".to_owned(), |r| format!("{r:.2}"));
+        let mut out = String::from(
+            "| backend | workload | in flight | ops/s | p50 µs | p99 µs | /floor | /textbook |\n\
+             |---|---|--:|--:|--:|--:|--:|--:|\n",
+        );
+        for row in self.sorted_rows() {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {} |",
+                row.backend,
+                row.workload,
+                row.concurrency,
+                row.ops_per_sec,
+                row.p50_us,
+                row.p99_us,
+                ratio(self.vs_floor(row)),
+                ratio(self.vs_textbook(row)),
+            );
+        }
+        if !self.over_limit.is_empty() {
+            out.push_str(
+                "\n| backend | limit | rounds | attempts | allowed | over the limit | worst round |\n\
+                 |---|--:|--:|--:|--:|--:|--:|\n",
+            );
+            for o in &self.over_limit {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} | {} | {} |",
+                    o.backend, o.limit, o.rounds, o.attempts, o.allowed, o.over, o.worst_round
+                );
+            }
+        }
+        let targets = self.targets();
+        if !targets.is_empty() {
+            out.push_str("\n| target | measured | needs | |\n|---|--:|--:|---|\n");
+            for t in &targets {
+                let _ = writeln!(
+                    out,
+                    "| {} | {:.2} | >= {:.2} | {} |",
+                    t.what,
+                    t.measured,
+                    t.required,
+                    if t.met() { "met" } else { "missed" }
+                );
+            }
         }
         out
     }
@@ -955,6 +1017,16 @@ not_run\tfred\tredis unavailable
         assert!(json.contains(r#""redis": "external server \"127.0.0.1:6390\"""#));
         assert!(json.contains("\"allowed\": 700, \"over\": 200"));
         assert_eq!(json_str("a\"b\\c\u{1}"), r#""a\"b\\c\u0001""#);
+    }
+
+    #[test]
+    fn markdown_has_a_row_per_result_and_the_targets() {
+        let md = Results::parse(SAMPLE).expect("parses").markdown();
+        assert!(
+            md.contains("| redis | verify_spread | 64 | 40000 | 1500.0 | 3000.0 | 0.80 | 2.00 |")
+        );
+        assert!(md.contains("| textbook-redis | 100 | 5 | 2560 | 700 | 200 | 63 |"));
+        assert!(md.contains("| memory verify_limited / governor check (ops/s), 1 in flight | 0.25 | >= 0.33 | missed |"));
     }
 
     #[test]
