@@ -15,7 +15,8 @@
 -- lease row can be locked before the key row, so acquire cannot deadlock with renew,
 -- release or another acquire. The checks and arithmetic are verify.sql's.
 WITH gate AS MATERIALIZED (
-    SELECT current_setting('transaction_isolation') = 'read committed' AS ok
+    SELECT current_setting('transaction_isolation') = 'read committed'
+           AND current_setting('synchronous_commit') <> 'off' AS ok
 ),
 locked AS MATERIALIZED (
     SELECT k.id, k.subject, k.version, k.digest, k.prev_digest, k.prev_valid_until,
@@ -24,6 +25,7 @@ locked AS MATERIALIZED (
     FROM {schema}.keys k
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
+      AND current_setting('synchronous_commit') <> 'off'
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (
@@ -50,6 +52,7 @@ decision AS MATERIALIZED (
                    THEN 'unknown'
                WHEN g.revoked_at IS NOT NULL THEN 'revoked'
                WHEN g.expires_at IS NOT NULL AND g.now_us >= g.expires_at THEN 'expired'
+               WHEN g.t IS NOT NULL AND $3::bigint > g.rl_burst THEN 'cost_exceeds_burst'
                WHEN g.t IS NOT NULL AND g.new_tat - g.capacity > g.now_us THEN 'rate_limited'
                WHEN g.remaining IS NOT NULL AND g.remaining < $3::bigint THEN 'quota_exhausted'
                ELSE 'allowed'

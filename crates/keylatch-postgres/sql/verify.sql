@@ -5,11 +5,15 @@
 -- $3 bigint  cost, 0 ..= 2^53 - 1
 --
 -- Reply: exactly one row.
---   gate_ok        false when the transaction is not READ COMMITTED; then nothing was
---                  read, locked or changed and every other column is NULL (the client
---                  runs the statement again inside BEGIN ISOLATION LEVEL READ COMMITTED)
+--   gate_ok        false when the transaction is not READ COMMITTED, or would commit
+--                  asynchronously (synchronous_commit = off, so a crash could undo an
+--                  acknowledged charge and hand out a fencing token twice); then
+--                  nothing was read, locked or changed and every other column is NULL
+--                  (the client runs the statement again inside a READ COMMITTED
+--                  transaction that commits synchronously)
 --   outcome        NULL when no key has this id, else allowed | unknown | revoked |
---                  expired | rate_limited | quota_exhausted (the model's check order)
+--                  expired | cost_exceeds_burst | rate_limited | quota_exhausted (the
+--                  model's check order)
 --   charged        true when the charge was written (outcome allowed)
 --   subject, version, remaining (after the charge), rl_burst, rl_remaining,
 --   reset_after_us, retry_after_us (rate_limited only)
@@ -19,7 +23,8 @@
 -- the operation it queued behind. The arithmetic is KeyRecord::admit's, in integer
 -- microseconds; products go through numeric and saturate like the model's i64 math.
 WITH gate AS MATERIALIZED (
-    SELECT current_setting('transaction_isolation') = 'read committed' AS ok
+    SELECT current_setting('transaction_isolation') = 'read committed'
+           AND current_setting('synchronous_commit') <> 'off' AS ok
 ),
 locked AS MATERIALIZED (
     SELECT k.id, k.subject, k.version, k.digest, k.prev_digest, k.prev_valid_until,
@@ -28,6 +33,7 @@ locked AS MATERIALIZED (
     FROM {schema}.keys k
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
+      AND current_setting('synchronous_commit') <> 'off'
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (
@@ -54,6 +60,7 @@ decision AS MATERIALIZED (
                    THEN 'unknown'
                WHEN g.revoked_at IS NOT NULL THEN 'revoked'
                WHEN g.expires_at IS NOT NULL AND g.now_us >= g.expires_at THEN 'expired'
+               WHEN g.t IS NOT NULL AND $3::bigint > g.rl_burst THEN 'cost_exceeds_burst'
                WHEN g.t IS NOT NULL AND g.new_tat - g.capacity > g.now_us THEN 'rate_limited'
                WHEN g.remaining IS NOT NULL AND g.remaining < $3::bigint THEN 'quota_exhausted'
                ELSE 'allowed'

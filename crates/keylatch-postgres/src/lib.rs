@@ -127,13 +127,15 @@
 //!
 //! # Durability
 //!
-//! Revocations and rotations are committed synchronously: an acknowledged revoke is in
-//! the server's WAL on disk (and on its synchronous standbys, where
-//! `synchronous_standby_names` names some). Where a session runs with
-//! `synchronous_commit = off`, revoke and rotate decline and run again in a transaction
-//! that turns it back on for themselves. Verifies, acquires and the rest follow the
-//! server's `synchronous_commit`: with it off, a crash can lose the last moments of
-//! charges (credits come back), never a revocation. A revocation survives a failover
+//! Revocations, rotations and every charge (verify, acquire) are committed
+//! synchronously: an acknowledged revoke, charge or fencing token is in the server's
+//! WAL on disk (and on its synchronous standbys, where `synchronous_standby_names`
+//! names some), so a crash can neither give credits back nor hand out a fencing
+//! token twice. Where a session runs with `synchronous_commit = off`, these
+//! operations decline and run again in a transaction that turns it back on for
+//! themselves (four round trips, with a warning logged once): leave it on, the
+//! default, to stay on the one-round-trip path. Renew, release and issue follow the
+//! server's setting. A revocation survives a failover
 //! only to a standby that had received it: use synchronous replication when that
 //! matters.
 //!

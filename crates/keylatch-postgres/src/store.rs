@@ -134,7 +134,7 @@ impl PgStore {
     /// and is run again inside `BEGIN ISOLATION LEVEL READ COMMITTED` (four round
     /// trips instead of one; a warning is logged once). To stay on the one-round-trip
     /// path, give the pool's connections `default_transaction_isolation = 'read
-    /// committed'` (and leave `synchronous_commit` on, or revoke and rotate take the
+    /// committed'` (and leave `synchronous_commit` on, or verify, acquire, revoke and rotate take the
     /// same detour), and build the pool with `test_before_acquire(false)`: sqlx's
     /// default pings every connection before handing it out.
     pub async fn from_pool(pool: PgPool, options: PgStoreOptions) -> Result<PgStore> {
@@ -229,8 +229,8 @@ impl PgStore {
 
     /// Runs one statement and returns its one row.
     ///
-    /// Every statement first checks that its transaction is READ COMMITTED (revoke
-    /// and rotate also that it will commit synchronously) and, when it is not, reads
+    /// Every statement first checks that its transaction is READ COMMITTED (verify,
+    /// acquire, revoke and rotate also that it will commit synchronously) and, when it is not, reads
     /// and locks nothing and answers `gate_ok = false`. That happens only on
     /// connections whose defaults differ (pools given to [`PgStore::from_pool`], or a
     /// server with `synchronous_commit = off`); there the statement runs again inside
@@ -328,8 +328,8 @@ impl PgStore {
             tracing::warn!(
                 target: "keylatch_postgres",
                 schema = %self.inner.schema,
-                "the pool's connections do not default to READ COMMITTED (or, for revoke \
-                 and rotate, run with synchronous_commit = off): such operations run in an \
+                "the pool's connections do not default to READ COMMITTED (or, for verify, \
+                 acquire, revoke and rotate, run with synchronous_commit = off): such operations run in an \
                  explicit READ COMMITTED, synchronously committing transaction, four round \
                  trips instead of one. Set default_transaction_isolation=read committed on \
                  the pool's connections to stay on the fast path."
@@ -337,16 +337,13 @@ impl PgStore {
         }
     }
 
-    /// The front half shared by verify and acquire: argument checks and the key
-    /// format, all decided before any I/O. `None` means malformed.
-    fn admit(&self, key: &str, cost: u64) -> Result<Option<(keylatch::PresentedKey, i64)>> {
+    /// The cost as the statements bind it, checked before any I/O.
+    fn checked_cost(cost: u64) -> Result<i64> {
         validate_cost(cost)?;
         // validate_cost bounds the cost to 2^53 - 1, so it fits.
-        let cost = i64::try_from(cost).map_err(|_| Error::InvalidArgument {
+        i64::try_from(cost).map_err(|_| Error::InvalidArgument {
             what: "cost above 2^53 - 1",
-        })?;
-        // A malformed or oversized key never reaches the database.
-        Ok(self.inner.codec.parse(key).ok().map(|p| (p, cost)))
+        })
     }
 
     async fn drain(&self, id: &KeyId, timeout: Duration) -> Result<Drain> {
@@ -453,6 +450,7 @@ fn grant_from(row: &PgRow, id: &KeyId) -> Result<Verdict<Grant>> {
         Some("rate_limited") => DenyReason::RateLimited {
             retry_after: micros(get(row, "retry_after_us")?)?,
         },
+        Some("cost_exceeds_burst") => DenyReason::CostExceedsBurst,
         Some("quota_exhausted") => DenyReason::QuotaExhausted,
         Some("allowed") => {
             // Fail closed: an "allowed" whose charge was not written is no grant.
@@ -551,11 +549,14 @@ impl AtomicKeyStore for PgStore {
     }
 
     async fn verify(&self, key: &str, cost: u64) -> Result<Verdict<Grant>> {
-        let Some((presented, cost)) = self.admit(key, cost)? else {
+        // A malformed or oversized key never reaches the database.
+        let Ok(presented) = self.inner.codec.parse(key) else {
             return Ok(audit::malformed("verify", BACKEND));
         };
         let digest = presented.digest.as_bytes().to_vec();
+        // Argument errors are audited under the key's id, like every other outcome.
         let result = async {
+            let cost = Self::checked_cost(cost)?;
             let row = self
                 .run(&self.inner.sql.verify, |q| {
                     q.bind(presented.id.as_str())
@@ -571,14 +572,15 @@ impl AtomicKeyStore for PgStore {
     }
 
     async fn acquire(&self, key: &str, cost: u64, ttl: Duration) -> Result<Verdict<LeaseGrant>> {
-        validate_duration(ttl, "lease ttl longer than 366 days")?;
-        let ttl_us = duration_micros(ttl);
-        let Some((presented, cost)) = self.admit(key, cost)? else {
+        let Ok(presented) = self.inner.codec.parse(key) else {
             return Ok(audit::malformed("acquire", BACKEND));
         };
         let digest = presented.digest.as_bytes().to_vec();
         let lease_id = LeaseId::random();
         let result = async {
+            validate_duration(ttl, "lease ttl longer than 366 days")?;
+            let ttl_us = duration_micros(ttl);
+            let cost = Self::checked_cost(cost)?;
             let row = self
                 .run(&self.inner.sql.acquire, |q| {
                     q.bind(presented.id.as_str())
@@ -647,8 +649,10 @@ impl AtomicKeyStore for PgStore {
     }
 
     async fn revoke(&self, id: &KeyId, drain_timeout: Duration) -> Result<Revocation> {
-        validate_duration(drain_timeout, "drain timeout longer than 366 days")?;
-        let result = self.revoke_inner(id, drain_timeout).await;
+        let result = match validate_duration(drain_timeout, "drain timeout longer than 366 days") {
+            Ok(()) => self.revoke_inner(id, drain_timeout).await,
+            Err(e) => Err(e),
+        };
         audit::revoked(BACKEND, id, &result);
         result
     }
@@ -659,7 +663,6 @@ impl AtomicKeyStore for PgStore {
         expected_version: u64,
         grace: Duration,
     ) -> Result<IssuedKey> {
-        validate_duration(grace, "grace period longer than 366 days")?;
         let minted = self.inner.codec.generate(id);
         let digest = minted.digest.as_bytes().to_vec();
         // Versions start at 1, so -1 stands for an expected version too large to be
@@ -667,6 +670,7 @@ impl AtomicKeyStore for PgStore {
         let expected = i64::try_from(expected_version).unwrap_or(-1);
         let grace_us = duration_micros(grace);
         let result = async {
+            validate_duration(grace, "grace period longer than 366 days")?;
             let row = self
                 .run(&self.inner.sql.rotate, |q| {
                     q.bind(id.as_str())

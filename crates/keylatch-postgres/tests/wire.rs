@@ -142,10 +142,10 @@ async fn the_counter_sees_extra_round_trips() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoke_and_rotate_never_commit_asynchronously() {
-    // A session with synchronous_commit = off: verify keeps its one round trip (its
-    // durability is the server's choice), while revoke and rotate decline and run
-    // again in a transaction that commits synchronously.
+async fn nothing_that_charges_or_revokes_commits_asynchronously() {
+    // A session with synchronous_commit = off: verify, acquire, revoke and rotate
+    // decline and run again in a transaction that commits synchronously, because a
+    // crash must not undo an acknowledged charge, fencing token or revocation.
     let server = common::server().await;
     let (proxy, through) = proxied(&server).await;
     let schema = common::fresh_schema("async_commit");
@@ -165,7 +165,14 @@ async fn revoke_and_rotate_never_commit_asynchronously() {
 
     let (n, v) = round_trips(&proxy, || store.verify(&key, 1)).await;
     assert!(v.expect("verify").is_allowed());
-    assert_eq!(n, 1, "verify");
+    assert_eq!(n, 4, "verify: gate + BEGIN + verify + COMMIT");
+
+    // A key of its own, so that the revoke below has no lease to drain.
+    let leased = store.issue(&KeySpec::new("l")).await.expect("issue");
+    let leased = leased.key.expose_secret().to_owned();
+    let (n, v) = round_trips(&proxy, || store.acquire(&leased, 1, Duration::from_secs(1))).await;
+    assert!(v.expect("acquire").is_allowed());
+    assert_eq!(n, 4, "acquire: gate + BEGIN + acquire + COMMIT");
 
     let (n, r) = round_trips(&proxy, || store.rotate(&issued.id, 99, Duration::ZERO)).await;
     assert!(matches!(r, Err(Error::Conflict { .. })), "{r:?}");
