@@ -7,7 +7,8 @@
 -- ARGV[3]  the lease lifetime in microseconds
 -- ARGV[4]  the new lease's id (22 base62 characters, chosen by the caller)
 --
--- Reply: a denial as in verify.lua, or
+-- Reply: a denial as in verify.lua ({'unknown'} | {'revoked'} | {'expired'} |
+-- {'quota'} | {'over_burst'} | {'rate', now, ahead, T, burst}), or
 --   {'ok', version, subject, quota_left|nil, used|nil, T|nil, burst|nil, fencing, lease_end}
 --
 -- Leases that have ended are pruned first. The lease set gets a TTL (its last

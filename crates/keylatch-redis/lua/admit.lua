@@ -28,10 +28,14 @@ local function admit(rec, digest, cost, now)
     return nil, {'expired'}
   end
   local adm = {version = h[11], subject = h[12], quota = h[10], t = false, burst = false, used = false}
-  -- 4. GCRA.
+  -- 4. GCRA. A cost above the burst never fits, however long one waits, so it is
+  -- its own denial rather than a retry_after that never comes true.
   if h[6] then
     local t = tonumber(h[6])
     local burst = tonumber(h[7])
+    if cost > burst then
+      return nil, {'over_burst'}
+    end
     local cap = t * burst
     -- How far the theoretical arrival time lies ahead of now (0 when behind).
     local ahead = 0
@@ -41,8 +45,7 @@ local function admit(rec, digest, cost, now)
         ahead = 0
       end
     end
-    -- cost * t is exact whenever it is at most 2^53; above that it is still above
-    -- cap - ahead (which is below 2^53), so the decision is always exact.
+    -- cost <= burst here, so cost * t <= cap, which is below 2^53: exact.
     if cost * t > cap - ahead then
       -- The caller computes retry_after from these, with the model's integer math.
       return nil, {'rate', now, ahead, t, burst}

@@ -6,6 +6,7 @@
 --
 -- Reply, one of:
 --   {'unknown'} | {'revoked'} | {'expired'} | {'quota'}
+--   {'over_burst'}                     the cost is above the burst: it never fits
 --   {'rate', now, ahead, T, burst}     rate limited; the caller derives retry_after
 --   {'ok', version, subject, quota_left|nil, used|nil, T|nil, burst|nil}
 --

@@ -7,8 +7,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use keylatch::{
     audit, validate_cost, validate_duration, AtomicKeyStore, Drain, Error, Grant, IssuedKey,
-    KeyCodec, KeyId, KeyInfo, KeySpec, Lease, LeaseGrant, LeaseId, Renewal, Result, Revocation,
-    Verdict,
+    KeyCodec, KeyId, KeyInfo, KeySpec, Lease, LeaseGrant, LeaseId, PresentedKey, Renewal, Result,
+    Revocation, Verdict,
 };
 
 use crate::layout::Namespace;
@@ -158,6 +158,33 @@ impl RedisStore {
         Ok(())
     }
 
+    /// A verify or acquire: parses the key (a malformed one is denied before any
+    /// I/O), then, when the other arguments are valid, runs the script. Every outcome
+    /// but a malformed key, argument errors included, is audited under the key's id.
+    async fn check<T>(
+        &self,
+        op: &'static str,
+        key: &str,
+        arguments: Result<()>,
+        call: impl FnOnce(&PresentedKey) -> Call,
+        decode: impl FnOnce(Reply, &KeyId) -> std::result::Result<Verdict<T>, wire::BadReply>,
+    ) -> Result<Verdict<T>> {
+        // The format check comes before any I/O: malformed and oversized keys never
+        // reach Redis.
+        let Ok(presented) = self.inner.codec.parse(key) else {
+            return Ok(audit::malformed(op, self.name()));
+        };
+        let result = match arguments {
+            Ok(()) => self
+                .call(call(&presented))
+                .await
+                .and_then(|reply| decode(reply, &presented.id).map_err(bad_reply(self.name()))),
+            Err(e) => Err(e),
+        };
+        audit::checked(op, self.name(), &presented.id, &result);
+        result
+    }
+
     /// Waits until no lease of `id` granted before the revoke is live, or the
     /// timeout passes. Revoke made acquire and renew fail, so the live count can
     /// only fall; it is polled (leases end by expiring, which raises no signal).
@@ -239,45 +266,30 @@ impl AtomicKeyStore for RedisStore {
     }
 
     async fn verify(&self, key: &str, cost: u64) -> Result<Verdict<Grant>> {
-        validate_cost(cost)?;
-        // The format check comes before any I/O: malformed and oversized keys never
-        // reach Redis.
-        let Ok(presented) = self.inner.codec.parse(key) else {
-            return Ok(audit::malformed("verify", self.name()));
-        };
-        let call = wire::verify(
-            &self.inner.namespace,
-            &presented.id,
-            &presented.digest,
-            cost,
-        );
-        let result = self.call(call).await.and_then(|reply| {
-            wire::decode_verify(reply, &presented.id, cost).map_err(bad_reply(self.name()))
-        });
-        audit::checked("verify", self.name(), &presented.id, &result);
-        result
+        let ns = &self.inner.namespace;
+        self.check(
+            "verify",
+            key,
+            validate_cost(cost),
+            |presented| wire::verify(ns, &presented.id, &presented.digest, cost),
+            |reply, id| wire::decode_verify(reply, id, cost),
+        )
+        .await
     }
 
     async fn acquire(&self, key: &str, cost: u64, ttl: Duration) -> Result<Verdict<LeaseGrant>> {
-        validate_cost(cost)?;
-        validate_duration(ttl, "lease ttl longer than 366 days")?;
-        let Ok(presented) = self.inner.codec.parse(key) else {
-            return Ok(audit::malformed("acquire", self.name()));
-        };
+        let ns = &self.inner.namespace;
         let lease = LeaseId::random();
-        let call = wire::acquire(
-            &self.inner.namespace,
-            &presented.id,
-            &presented.digest,
-            cost,
-            ttl,
-            &lease,
-        );
-        let result = self.call(call).await.and_then(|reply| {
-            wire::decode_acquire(reply, &presented.id, cost, lease).map_err(bad_reply(self.name()))
-        });
-        audit::checked("acquire", self.name(), &presented.id, &result);
-        result
+        let arguments =
+            validate_cost(cost).and(validate_duration(ttl, "lease ttl longer than 366 days"));
+        self.check(
+            "acquire",
+            key,
+            arguments,
+            |presented| wire::acquire(ns, &presented.id, &presented.digest, cost, ttl, &lease),
+            |reply, id| wire::decode_acquire(reply, id, cost, lease.clone()),
+        )
+        .await
     }
 
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Renewal> {
@@ -296,9 +308,12 @@ impl AtomicKeyStore for RedisStore {
     }
 
     async fn revoke(&self, id: &KeyId, drain_timeout: Duration) -> Result<Revocation> {
-        validate_duration(drain_timeout, "drain timeout longer than 366 days")?;
-        let revoked = match self.call(wire::revoke(&self.inner.namespace, id)).await {
-            Ok(reply) => wire::decode_revoke(reply).map_err(bad_reply(self.name())),
+        // An invalid timeout is returned, and audited, without sending anything.
+        let revoked = match validate_duration(drain_timeout, "drain timeout longer than 366 days") {
+            Ok(()) => match self.call(wire::revoke(&self.inner.namespace, id)).await {
+                Ok(reply) => wire::decode_revoke(reply).map_err(bad_reply(self.name())),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         let result = match revoked {
@@ -319,7 +334,6 @@ impl AtomicKeyStore for RedisStore {
         expected_version: u64,
         grace: Duration,
     ) -> Result<IssuedKey> {
-        validate_duration(grace, "grace period longer than 366 days")?;
         let minted = self.inner.codec.generate(id);
         let call = wire::rotate(
             &self.inner.namespace,
@@ -328,7 +342,12 @@ impl AtomicKeyStore for RedisStore {
             &minted.digest,
             grace,
         );
-        let result = match self.call(call).await {
+        // An invalid grace period is returned, and audited, without sending anything.
+        let sent = match validate_duration(grace, "grace period longer than 366 days") {
+            Ok(()) => self.call(call).await,
+            Err(e) => Err(e),
+        };
+        let result = match sent {
             Ok(reply) => match wire::decode_rotate(reply).map_err(bad_reply(self.name())) {
                 Ok(Rotated::Done(version)) => Ok(IssuedKey {
                     key: minted.key,

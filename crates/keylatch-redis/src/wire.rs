@@ -252,6 +252,7 @@ fn denial(items: &[Reply], id: &KeyId, cost: u64) -> Decoded<Option<Denial>> {
         b"revoked" => DenyReason::Revoked,
         b"expired" => DenyReason::Expired,
         b"quota" => DenyReason::QuotaExhausted,
+        b"over_burst" => DenyReason::CostExceedsBurst,
         b"rate" => {
             // The model's own integer arithmetic (KeyRecord::admit), on the values
             // the script read: tat' = max(tat, now) + cost * T, saturating.
@@ -259,8 +260,13 @@ fn denial(items: &[Reply], id: &KeyId, cost: u64) -> Decoded<Option<Denial>> {
             let ahead = int(at(items, 2)?)?;
             let t = int(at(items, 3)?)?;
             let burst = int(at(items, 4)?)?;
-            let capacity = t.saturating_mul(burst);
             let cost = i64::try_from(cost).unwrap_or(i64::MAX);
+            // The script answers `over_burst` for these; a `rate` reply for one means
+            // script and decoder disagree, and a retry_after would never come true.
+            if cost > burst {
+                return Err(BadReply("rate limit denial for a cost above the burst"));
+            }
+            let capacity = t.saturating_mul(burst);
             let new_tat = now
                 .saturating_add(ahead)
                 .saturating_add(cost.saturating_mul(t));
@@ -573,7 +579,8 @@ mod tests {
                 retry_after: Duration::from_micros(100)
             })
         );
-        // A cost that overflows saturates as in the model instead of wrapping.
+        // A cost above the burst is the script's `over_burst`, never a `rate` reply
+        // (whose retry_after would never come true).
         let reply = Reply::Array(vec![
             b("rate"),
             Reply::Int(1000),
@@ -581,11 +588,19 @@ mod tests {
             Reply::Int(1 << 40),
             Reply::Int(3),
         ]);
-        let verdict = decode_verify(reply, &id, u64::MAX).expect("decodes");
-        assert!(matches!(
+        assert!(decode_verify(reply, &id, 4).is_err());
+        let reply = Reply::Array(vec![b("over_burst")]);
+        let verdict = decode_verify(reply.clone(), &id, 4).expect("decodes");
+        assert_eq!(
             verdict.denial().map(|d| d.reason),
-            Some(DenyReason::RateLimited { .. })
-        ));
+            Some(DenyReason::CostExceedsBurst)
+        );
+        let lease = LeaseId::random();
+        let verdict = decode_acquire(reply, &id, 4, lease).expect("decodes");
+        assert_eq!(
+            verdict.denial().map(|d| d.reason),
+            Some(DenyReason::CostExceedsBurst)
+        );
     }
 
     #[test]

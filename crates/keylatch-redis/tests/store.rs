@@ -15,7 +15,7 @@ use keylatch::{
     RateLimit, Renewal, Timestamp, Verdict,
 };
 use keylatch_redis::{Namespace, RedisStore, StoreConfig};
-use support::{open, unique_namespace, Adapter, Server, ADAPTERS};
+use support::{info_calls, open, unique_namespace, Adapter, Server, ADAPTERS};
 
 fn config(ns: &Namespace) -> StoreConfig {
     StoreConfig::default().namespace(ns.clone())
@@ -23,19 +23,6 @@ fn config(ns: &Namespace) -> StoreConfig {
 
 fn reason<T>(v: &Verdict<T>) -> Option<DenyReason> {
     v.denial().map(|d| d.reason)
-}
-
-async fn info_calls(raw: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(raw)
-        .await
-        .expect("INFO");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map_or(0, |n| n.parse().expect("a count"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,25 +184,36 @@ async fn the_rate_limit_is_gcra_on_the_servers_clock() {
             panic!("{adapter:?}: not rate limited: {denied:?}")
         };
         assert!(retry_after <= hour && retry_after > hour - Duration::from_secs(10));
-        // A cost above the burst can never fit: retry_after covers the excess.
+        // A cost above the burst can never fit: its own denial at the rate-limit
+        // step (the quota of 10 would take it), on verify and acquire alike, and
+        // nothing changes.
         let issued = store
-            .issue(&KeySpec::new("b").with_rate_limit(limit))
+            .issue(&KeySpec::new("b").with_rate_limit(limit).with_quota(10))
             .await
             .expect("issues");
-        let denied = store
-            .verify(issued.key.expose_secret(), 5)
-            .await
-            .expect("ok");
+        let key = issued.key.expose_secret();
+        let before = store.inspect(&issued.id).await.expect("inspects");
+        let denied = store.verify(key, 4).await.expect("ok");
+        assert_eq!(reason(&denied), Some(DenyReason::CostExceedsBurst));
         assert_eq!(
-            reason(&denied),
-            Some(DenyReason::RateLimited {
-                retry_after: hour * 2
-            })
+            denied.denial().and_then(|d| d.id.clone()),
+            Some(issued.id.clone())
         );
-        // Denials charge nothing.
-        let info = store.inspect(&issued.id).await.expect("inspects");
-        assert_eq!(info.uses, 0);
-        assert_eq!(info.rate_limit, Some(limit));
+        let denied = store.acquire(key, 4, hour).await.expect("ok");
+        assert_eq!(reason(&denied), Some(DenyReason::CostExceedsBurst));
+        assert_eq!(
+            store.inspect(&issued.id).await.expect("inspects"),
+            before,
+            "{adapter:?}"
+        );
+        assert_eq!((before.uses, before.remaining_quota), (0, Some(10)));
+        assert_eq!(before.rate_limit, Some(limit));
+        // The whole burst still fits.
+        let Verdict::Allowed(g) = store.verify(key, 3).await.expect("ok") else {
+            panic!("{adapter:?}: a cost equal to the burst was denied")
+        };
+        assert_eq!(g.rate_limit.map(|s| s.remaining), Some(0));
+        assert_eq!(g.remaining_quota, Some(7));
     }
 }
 

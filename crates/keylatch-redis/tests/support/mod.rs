@@ -79,3 +79,18 @@ pub async fn open(adapter: Adapter, url: &str, config: StoreConfig) -> RedisStor
 pub async fn open_shared(adapter: Adapter, url: &str, config: StoreConfig) -> SharedKeyStore {
     Arc::new(open(adapter, url, config).await)
 }
+
+/// How often the server has run `command` (from `INFO commandstats`), to show that a
+/// call did or did not reach it.
+pub async fn info_calls(raw: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(raw)
+        .await
+        .expect("INFO");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().expect("a count"))
+}
