@@ -193,10 +193,15 @@ fn build(force: bool) -> Result<(), String> {
     println!("configuration took {}", util::human(phase.elapsed()));
 
     let phase = Instant::now();
+    let replaced: Vec<String> = IMAGES
+        .iter()
+        .filter_map(|image| image_id(image.name))
+        .collect();
     for image in &IMAGES {
         import(&rootfs, image)?;
     }
     println!("docker import took {}", util::human(phase.elapsed()));
+    remove_replaced(&replaced);
 
     println!(
         "built {} in {}",
@@ -208,6 +213,34 @@ fn build(force: bool) -> Result<(), String> {
 
 fn image_exists(name: &str) -> bool {
     util::succeeds(Command::new("docker").args(["image", "inspect", name]))
+}
+
+/// The image's id, when the engine has it.
+fn image_id(name: &str) -> Option<String> {
+    let output = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", name])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (output.status.success() && !id.is_empty()).then_some(id)
+}
+
+/// Removes the images a rebuild replaced: each rebuild makes a new layer of about
+/// 500 MB, and the old ones, left without a tag, would pile up. An old image that a
+/// container still uses stays, and is named so that it can be removed later.
+fn remove_replaced(replaced: &[String]) {
+    let current: Vec<String> = IMAGES
+        .iter()
+        .filter_map(|image| image_id(image.name))
+        .collect();
+    for id in replaced.iter().filter(|id| !current.contains(id)) {
+        if util::succeeds(Command::new("docker").args(["image", "rm", id])) {
+            println!("removed the replaced image {id}");
+        } else {
+            println!("kept the replaced image {id} (a container may still use it)");
+        }
+    }
 }
 
 fn is_root() -> bool {
