@@ -29,7 +29,8 @@ SUBCOMMANDS:
                                [--require-all] [--json PATH]
     ci                   What CI runs: fmt check, clippy, tests, then conformance with
                          --require-all. Stops at the first failing step.
-    bench [ARGS]         Criterion benches per backend (not implemented yet).
+    bench [ARGS]         Criterion benches of every backend against the textbook patterns
+                         and the round-trip floor: table, bench.json, plot (--help).
     help                 Print this help.
 ";
 
