@@ -18,55 +18,8 @@
 --   subject, version, remaining (after the charge), rl_burst, rl_remaining,
 --   reset_after_us, retry_after_us (rate_limited only)
 --
--- Lock order: the key row only (FOR NO KEY UPDATE). The clock is read after that lock
--- is held, so the instant this verify happens at is never earlier than the instant of
--- the operation it queued behind. The arithmetic is KeyRecord::admit's, in integer
--- microseconds; products go through numeric and saturate like the model's i64 math.
-WITH gate AS MATERIALIZED (
-    SELECT current_setting('transaction_isolation') = 'read committed'
-           AND current_setting('synchronous_commit') <> 'off' AS ok
-),
-locked AS MATERIALIZED (
-    SELECT k.id, k.subject, k.version, k.digest, k.prev_digest, k.prev_valid_until,
-           k.expires_at, k.revoked_at, k.rl_rate, k.rl_period_ns, k.rl_burst, k.tat,
-           k.remaining, k.uses
-    FROM {schema}.keys k
-    WHERE k.id = $1::text
-      AND current_setting('transaction_isolation') = 'read committed'
-      AND current_setting('synchronous_commit') <> 'off'
-    FOR NO KEY UPDATE
-),
-clocked AS MATERIALIZED (
-    SELECT l.*,
-           (extract(epoch FROM clock_timestamp()) * 1000000)::bigint AS now_us,
-           (l.rl_period_ns / 1000) / l.rl_rate AS t
-    FROM locked l
-),
-gcra AS MATERIALIZED (
-    SELECT c.*,
-           c.t * c.rl_burst AS capacity,
-           least(greatest(c.tat, c.now_us)::numeric + $3::bigint::numeric * c.t,
-                 9223372036854775807)::bigint AS new_tat
-    FROM clocked c
-),
-decision AS MATERIALIZED (
-    SELECT g.*,
-           CASE
-               -- IS NOT TRUE, not NOT: with no previous secret the second comparison
-               -- is NULL, and a NULL condition must deny, never fall through.
-               WHEN ((g.digest = $2::bytea)
-                     OR (g.prev_digest = $2::bytea AND g.now_us < g.prev_valid_until))
-                    IS NOT TRUE
-                   THEN 'unknown'
-               WHEN g.revoked_at IS NOT NULL THEN 'revoked'
-               WHEN g.expires_at IS NOT NULL AND g.now_us >= g.expires_at THEN 'expired'
-               WHEN g.t IS NOT NULL AND $3::bigint > g.rl_burst THEN 'cost_exceeds_burst'
-               WHEN g.t IS NOT NULL AND g.new_tat - g.capacity > g.now_us THEN 'rate_limited'
-               WHEN g.remaining IS NOT NULL AND g.remaining < $3::bigint THEN 'quota_exhausted'
-               ELSE 'allowed'
-           END AS outcome
-    FROM gcra g
-),
+-- Lock order: the key row only. The checks, the clock and the arithmetic are
+-- admit.sql's, which sql.rs puts in front of this text.
 charged AS (
     UPDATE {schema}.keys k
     SET tat = CASE WHEN d.t IS NULL THEN d.tat ELSE d.new_tat END,
