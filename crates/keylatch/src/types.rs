@@ -4,9 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use rand::rngs::OsRng;
-use rand::Rng;
-
 use crate::time::duration_micros;
 use crate::{ApiKey, Error, KeyId, Timestamp};
 
@@ -310,14 +307,7 @@ impl LeaseId {
 
     /// A fresh random lease id.
     pub fn random() -> Self {
-        const ALPHABET: &[u8; 62] =
-            b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        let mut rng = OsRng;
-        LeaseId(
-            (0..Self::LEN)
-                .map(|_| ALPHABET[rng.gen_range(0..62)] as char)
-                .collect(),
-        )
+        LeaseId(crate::key::random_base62(Self::LEN))
     }
 
     /// Validates a lease id given as text.
