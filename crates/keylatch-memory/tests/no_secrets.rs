@@ -134,4 +134,6 @@ async fn no_path_logs_or_shows_a_secret() {
         }
     }
     assert!(!log.contains("pepper-42") && !shown.iter().any(|s| s.contains("pepper-42")));
+    // The store's Debug shows no key records: subjects are the application's data.
+    assert!(!format!("{store:?}").contains("tenant"));
 }

@@ -39,8 +39,8 @@
 //! | operation | statement | locks, in order | round trips |
 //! |---|---|---|---|
 //! | issue | `sql/issue.sql` | the new row | 1 |
-//! | verify | `sql/verify.sql` | key row | 1 |
-//! | acquire | `sql/acquire.sql` | key row, then its dead lease rows (pruned) and the new one | 1 |
+//! | verify | `sql/admit.sql` + `sql/verify.sql` | key row | 1 |
+//! | acquire | `sql/admit.sql` + `sql/acquire.sql` | key row, then its dead lease rows (pruned) and the new one | 1 |
 //! | renew | `sql/renew.sql` | key row (`FOR SHARE`), then the lease row | 1 |
 //! | release | `sql/release.sql` | the lease row | 1 |
 //! | revoke | `sql/revoke.sql`, then `sql/drain.sql` while leases are live | key row | 1, plus one per look at the leases |

@@ -49,7 +49,9 @@
 //! # The scripts
 //!
 //! One file per operation in the crate's `lua/` folder, embedded at compile time;
-//! each file's header states its KEYS, ARGV and reply. All of them compute exactly
+//! each file's header states its KEYS, ARGV and reply. The shared fragments
+//! `common.lua` (time, numbers) and `admit.lua` (the checks verify and acquire share)
+//! are put in front of the scripts that use them, so no check is written twice. All of them compute exactly
 //! what `keylatch::model::KeyRecord` computes, with time from `redis.call('TIME')`
 //! (the server's clock, never the caller's).
 //!

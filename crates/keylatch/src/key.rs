@@ -157,7 +157,7 @@ impl fmt::Debug for KeyId {
 
 /// A plaintext API key, handed out once by `issue` and `rotate`.
 ///
-/// `Debug` and `Display` show only the prefix and id; the memory is wiped on drop.
+/// `Debug` and `Display` show only the id; the memory is wiped on drop.
 /// Call [`ApiKey::expose_secret`] to hand the key to its owner.
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey {

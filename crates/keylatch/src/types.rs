@@ -270,14 +270,14 @@ pub enum DenyReason {
     Revoked,
     /// The key's expiry has passed.
     Expired,
+    /// The cost is larger than the key's burst, so no amount of waiting lets it
+    /// through (an HTTP layer answers 413 or 400 here, not 429).
+    CostExceedsBurst,
     /// The rate limit has no room for this cost now; it will after `retry_after`.
     RateLimited {
         /// How long until a request of this cost fits (always more than zero).
         retry_after: Duration,
     },
-    /// The cost is larger than the key's burst, so no amount of waiting lets it
-    /// through (an HTTP layer answers 413 or 400 here, not 429).
-    CostExceedsBurst,
     /// The quota has fewer credits left than the cost.
     QuotaExhausted,
 }
@@ -290,8 +290,8 @@ impl DenyReason {
             DenyReason::Unknown => "unknown",
             DenyReason::Revoked => "revoked",
             DenyReason::Expired => "expired",
-            DenyReason::RateLimited { .. } => "rate_limited",
             DenyReason::CostExceedsBurst => "cost_exceeds_burst",
+            DenyReason::RateLimited { .. } => "rate_limited",
             DenyReason::QuotaExhausted => "quota_exhausted",
         }
     }
@@ -388,7 +388,8 @@ pub enum LeaseLost {
     Gone,
 }
 
-/// How a revoke ended.
+/// How a revoke ended. Check `drain`: a lease that outlived the drain timeout is
+/// still being used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Revocation {
     /// False when the key was already revoked (revoke is idempotent).
