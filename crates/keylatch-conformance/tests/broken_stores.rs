@@ -215,62 +215,36 @@ async fn violations(bug: Bug, scenario: &'static Scenario) -> usize {
         .violation_count()
 }
 
-fn scenario(name: &str) -> &'static Scenario {
-    scenarios::by_name(name).expect("the scenario exists")
+/// The scenario passes the store without the bug and catches the store with it.
+async fn assert_caught(bug: Bug, scenario: &str) {
+    let s = scenarios::by_name(scenario).expect("the scenario exists");
+    assert_eq!(
+        violations(Bug::None, s).await,
+        0,
+        "the correct store must pass"
+    );
+    assert!(
+        violations(bug, s).await > 0,
+        "{bug:?} went unnoticed by {scenario}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn check_then_consume_is_caught_by_revoke_during_verify() {
-    let s = scenario("revoke_during_verify");
-    assert_eq!(
-        violations(Bug::None, s).await,
-        0,
-        "the correct store must pass"
-    );
-    assert!(
-        violations(Bug::CheckThenConsume, s).await > 0,
-        "the bug went unnoticed"
-    );
+    assert_caught(Bug::CheckThenConsume, "revoke_during_verify").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_then_write_quota_is_caught_by_quota_exact() {
-    let s = scenario("quota_exact");
-    assert_eq!(
-        violations(Bug::None, s).await,
-        0,
-        "the correct store must pass"
-    );
-    assert!(
-        violations(Bug::ReadThenWriteQuota, s).await > 0,
-        "the bug went unnoticed"
-    );
+    assert_caught(Bug::ReadThenWriteQuota, "quota_exact").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn read_then_write_is_also_caught_by_rate_exact() {
-    let s = scenario("rate_exact");
-    assert_eq!(
-        violations(Bug::None, s).await,
-        0,
-        "the correct store must pass"
-    );
-    assert!(
-        violations(Bug::ReadThenWriteQuota, s).await > 0,
-        "the bug went unnoticed"
-    );
+    assert_caught(Bug::ReadThenWriteQuota, "rate_exact").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rotation_without_compare_is_caught_by_rotate_cas() {
-    let s = scenario("rotate_cas");
-    assert_eq!(
-        violations(Bug::None, s).await,
-        0,
-        "the correct store must pass"
-    );
-    assert!(
-        violations(Bug::RotateWithoutCompare, s).await > 0,
-        "the bug went unnoticed"
-    );
+    assert_caught(Bug::RotateWithoutCompare, "rotate_cas").await;
 }

@@ -3,6 +3,7 @@
 use std::any::Any;
 
 use keylatch_conformance::StoreFactory;
+use keylatch_services::{Service, ServiceError, ServiceKind};
 
 mod memory;
 mod postgres;
@@ -70,4 +71,36 @@ pub fn all() -> Vec<Entry> {
             prepare: || Box::pin(redis::prepare_fred()),
         },
     ]
+}
+
+/// The variable that points a backend at an existing server instead of a container.
+fn url_variable(kind: ServiceKind) -> &'static str {
+    match kind {
+        ServiceKind::Postgres => "KEYLATCH_POSTGRES_URL",
+        ServiceKind::Redis => "KEYLATCH_REDIS_URL",
+    }
+}
+
+/// Starts the server a backend needs; a server that cannot be had is a `NotRun`
+/// with the services' own reason and remedy.
+async fn start(kind: ServiceKind) -> Result<Service, NotRun> {
+    Service::start(kind).await.map_err(|e| match e {
+        ServiceError::NotAvailable { reason, remedy, .. } => NotRun { reason, remedy },
+        other => NotRun {
+            reason: other.to_string(),
+            remedy: format!("see the Docker engine's log, or set {}", url_variable(kind)),
+        },
+    })
+}
+
+/// A server that started but cannot be used (a URL that does not parse, a failed
+/// migration): the backend is not run, with the reason.
+fn unusable(kind: ServiceKind, reason: String) -> NotRun {
+    NotRun {
+        reason,
+        remedy: format!(
+            "check the server, or set {} to a working one",
+            url_variable(kind)
+        ),
+    }
 }

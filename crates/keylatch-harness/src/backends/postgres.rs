@@ -8,9 +8,9 @@ use keylatch::SharedKeyStore;
 use keylatch_conformance::StoreFactory;
 use keylatch_postgres::sqlx::postgres::PgConnectOptions;
 use keylatch_postgres::{PgStore, PgStoreOptions, Schema};
-use keylatch_services::{unique_namespace, Service, ServiceError, ServiceKind};
+use keylatch_services::{unique_namespace, ServiceKind};
 
-use super::{NotRun, Prepared};
+use super::{start, unusable, NotRun, Prepared};
 
 /// Opens independent handles, each with its own pool, on one schema.
 struct Factory {
@@ -34,19 +34,8 @@ impl StoreFactory for Factory {
 /// Starts PostgreSQL and migrates a fresh schema, so that a broken server shows up
 /// here as a reason rather than as a failed scenario.
 pub async fn prepare() -> Result<Prepared, NotRun> {
-    let service = Service::start(ServiceKind::Postgres)
-        .await
-        .map_err(|e| match e {
-            ServiceError::NotAvailable { reason, remedy, .. } => NotRun { reason, remedy },
-            other => NotRun {
-                reason: other.to_string(),
-                remedy: "see the Docker engine's log, or set KEYLATCH_POSTGRES_URL".to_owned(),
-            },
-        })?;
-    let not_run = |reason: String| NotRun {
-        reason,
-        remedy: "check the server, or set KEYLATCH_POSTGRES_URL to a working one".to_owned(),
-    };
+    let service = start(ServiceKind::Postgres).await?;
+    let not_run = |reason: String| unusable(ServiceKind::Postgres, reason);
     let connect: PgConnectOptions = service
         .url()
         .parse()

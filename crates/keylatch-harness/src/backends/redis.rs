@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use keylatch::SharedKeyStore;
 use keylatch_conformance::StoreFactory;
 use keylatch_redis::{Namespace, RedisStore, StoreConfig};
-use keylatch_services::{unique_namespace, Service, ServiceError, ServiceKind};
+use keylatch_services::{unique_namespace, ServiceKind};
 
-use super::{NotRun, Prepared};
+use super::{start, unusable, NotRun, Prepared};
 
 /// The client a factory's handles use.
 #[derive(Debug, Clone, Copy)]
@@ -48,19 +48,8 @@ impl StoreFactory for Factory {
 /// Starts Redis and opens one handle, so that a broken server shows up here as a
 /// reason rather than as a failed scenario.
 async fn prepare(client: Client) -> Result<Prepared, NotRun> {
-    let service = Service::start(ServiceKind::Redis)
-        .await
-        .map_err(|e| match e {
-            ServiceError::NotAvailable { reason, remedy, .. } => NotRun { reason, remedy },
-            other => NotRun {
-                reason: other.to_string(),
-                remedy: "see the Docker engine's log, or set KEYLATCH_REDIS_URL".to_owned(),
-            },
-        })?;
-    let not_run = |reason: String| NotRun {
-        reason,
-        remedy: "check the server, or set KEYLATCH_REDIS_URL to a working one".to_owned(),
-    };
+    let service = start(ServiceKind::Redis).await?;
+    let not_run = |reason: String| unusable(ServiceKind::Redis, reason);
     let namespace = Namespace::new(&unique_namespace("conformance"))
         .map_err(|e| not_run(format!("no valid namespace: {e}")))?;
     let factory = Factory {
