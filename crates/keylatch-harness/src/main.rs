@@ -180,9 +180,20 @@ async fn run(args: Args) -> Result<bool, String> {
         eprintln!("[{}] preparing", entry.name);
         let prepared = (entry.prepare)().await;
         let result = match prepared {
-            Ok(prepared) => {
+            Ok(mut prepared) => {
                 eprintln!("[{}] using {}", entry.name, prepared.origin);
                 let report = run_all(prepared.factory.as_ref(), &args.config).await;
+                if let Some(cleanup) = prepared.cleanup.take() {
+                    // A leftover schema or key set does not change what the run proved,
+                    // so it is a warning, not a failure; but it is never silent.
+                    match cleanup.run.await {
+                        Ok(()) => eprintln!("[{}] removed {}", entry.name, cleanup.what),
+                        Err(e) => eprintln!(
+                            "[{}] warning: could not remove {} ({e}); remove it by hand",
+                            entry.name, cleanup.what
+                        ),
+                    }
+                }
                 let passed = report.passed();
                 ok &= passed;
                 let result = BackendJson {

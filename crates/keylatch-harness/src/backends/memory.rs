@@ -29,5 +29,6 @@ pub async fn prepare() -> Result<Prepared, NotRun> {
         factory: Box::new(Factory(MemoryStore::new())),
         origin: "in process".to_owned(),
         guard: Box::new(()),
+        cleanup: None,
     })
 }

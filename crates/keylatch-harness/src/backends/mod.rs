@@ -1,6 +1,8 @@
 //! The backends this build knows, each in its own module with one `prepare` function.
 
 use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
 
 use keylatch_conformance::StoreFactory;
 use keylatch_services::{Service, ServiceError, ServiceKind};
@@ -22,6 +24,20 @@ pub struct Prepared {
         reason = "held only so that dropping it after the run cleans up"
     )]
     pub guard: Box<dyn Any + Send + Sync>,
+    /// Removes what the run wrote on the server, or `None` when nothing outlives the
+    /// run (memory).
+    pub cleanup: Option<Cleanup>,
+}
+
+/// Removes a run's data from its server (a schema, a key namespace), so that a run
+/// against an existing deployment leaves nothing behind. A container is removed anyway;
+/// the harness cleans up there too, so that this path runs in every CI run.
+pub struct Cleanup {
+    /// What is removed, for people: "schema kl_…", never credentials.
+    pub what: String,
+    /// Does the removal. Built at prepare time but, being a future, runs only when the
+    /// harness awaits it after the run.
+    pub run: Pin<Box<dyn Future<Output = Result<(), String>> + Send>>,
 }
 
 /// Why a backend cannot run here, and what would fix it.

@@ -10,7 +10,7 @@ use keylatch_conformance::StoreFactory;
 use keylatch_redis::{Namespace, RedisStore, StoreConfig};
 use keylatch_services::{unique_namespace, ServiceKind};
 
-use super::{start, unusable, NotRun, Prepared};
+use super::{start, unusable, Cleanup, NotRun, Prepared};
 
 /// The client a factory's handles use.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +52,7 @@ async fn prepare(client: Client) -> Result<Prepared, NotRun> {
     let not_run = |reason: String| unusable(ServiceKind::Redis, reason);
     let namespace = Namespace::new(&unique_namespace("conformance"))
         .map_err(|e| not_run(format!("no valid namespace: {e}")))?;
+    let cleanup = delete_namespace(service.url(), namespace.clone());
     let factory = Factory {
         client,
         url: service.url(),
@@ -65,7 +66,59 @@ async fn prepare(client: Client) -> Result<Prepared, NotRun> {
         factory: Box::new(factory),
         origin: service.origin(),
         guard: Box::new(service),
+        cleanup: Some(cleanup),
     })
+}
+
+/// The most SCAN rounds a cleanup makes. Every round returns up to `SCAN_COUNT` keys and
+/// deletes them, and a conformance run writes thousands of keys, not millions, so
+/// reaching this means the server keeps adding keys under the namespace.
+const SCAN_ROUNDS_MAX: usize = 100_000;
+const SCAN_COUNT: usize = 1_000;
+
+/// Deletes every key of the run's namespace. Store keys are `<ns>:{<id>}:rec` and
+/// `<ns>:{<id>}:leases`; the pattern insists on the `{` right after `<ns>:`, which no
+/// namespace can contain, so another namespace that merely starts with this one (the
+/// namespace alphabet has `:`) is left alone.
+fn delete_namespace(url: String, namespace: Namespace) -> Cleanup {
+    let what = format!("keys {}:{{*}}:*", namespace.as_str());
+    let run = Box::pin(async move {
+        let client =
+            ::redis::Client::open(url.as_str()).map_err(|_| "the URL does not parse".to_owned())?;
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        // The namespace alphabet has no glob character, so it stands for itself here.
+        let pattern = format!("{}:{{*}}:*", namespace.as_str());
+        let mut cursor: u64 = 0;
+        for _ in 0..SCAN_ROUNDS_MAX {
+            let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| format!("SCAN failed: {e}"))?;
+            // SCAN still returns every key present for the whole scan when keys it
+            // returned earlier are deleted in between.
+            if !keys.is_empty() {
+                ::redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| format!("UNLINK failed: {e}"))?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+        Err(format!("SCAN did not finish in {SCAN_ROUNDS_MAX} rounds"))
+    });
+    Cleanup { what, run }
 }
 
 /// Prepares the `redis` backend (the redis crate's ConnectionManager).
