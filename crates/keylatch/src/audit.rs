@@ -4,25 +4,30 @@
 //! Events go to the `tracing` target [`TARGET`] with the fields `op`, `backend`,
 //! `key_id` (absent for malformed keys), `outcome` and, for denials, `reason`. A
 //! secret never appears in any of them: only ids and outcomes are passed in.
-//! Allowed verifies are logged at DEBUG (they are the bulk), denials at INFO, and a
-//! revoked key being presented at WARN, because that is what an attempt to slip
-//! through the revocation window looks like.
+//! Levels follow one rule, so that each can drive its own alert:
+//!
+//! - DEBUG: allowed verifies and acquires (they are the bulk).
+//! - INFO: denials, revocations and rotations, and errors that describe the request
+//!   (`not_found`, `conflict`, `revoked`, `invalid_argument`, `not_supported`).
+//! - WARN: only a revoked key being presented, because that is what an attempt to
+//!   slip through the revocation window looks like.
+//! - ERROR: the store's infrastructure failed (`unavailable`, `outcome_unknown`,
+//!   `backend_error`; see [`Error::is_backend_failure`]).
 
 use crate::{Denial, DenyReason, Error, KeyId, Revocation, Verdict};
 
 /// The `tracing` target of every audit event.
 pub const TARGET: &str = "keylatch::audit";
 
-fn error_kind(e: &Error) -> &'static str {
-    match e {
-        Error::NotFound { .. } => "not_found",
-        Error::Conflict { .. } => "conflict",
-        Error::Revoked { .. } => "revoked",
-        Error::InvalidArgument { .. } => "invalid_argument",
-        Error::NotSupported { .. } => "not_supported",
-        Error::Unavailable { .. } => "unavailable",
-        Error::OutcomeUnknown { .. } => "outcome_unknown",
-        Error::Backend { .. } => "backend_error",
+/// Logs an operation that failed: at ERROR when the store's infrastructure failed, at
+/// INFO when the error describes the request.
+fn failed(op: &'static str, backend: &'static str, id: &KeyId, e: &Error) {
+    let key_id = id.as_str();
+    let reason = e.as_str();
+    if e.is_backend_failure() {
+        tracing::error!(target: TARGET, op, backend, key_id, outcome = "error", reason);
+    } else {
+        tracing::info!(target: TARGET, op, backend, key_id, outcome = "error", reason);
     }
 }
 
@@ -48,10 +53,7 @@ pub fn checked<T>(
             tracing::debug!(target: TARGET, op, backend, key_id = id.as_str(), outcome = "allowed")
         }
         Ok(Verdict::Denied(denial)) => denied(op, backend, denial),
-        Err(e) => tracing::warn!(
-            target: TARGET, op, backend, key_id = id.as_str(), outcome = "error",
-            reason = error_kind(e)
-        ),
+        Err(e) => failed(op, backend, id, e),
     }
 }
 
@@ -73,10 +75,7 @@ pub fn revoked(backend: &'static str, id: &KeyId, result: &Result<Revocation, Er
             target: TARGET, op = "revoke", backend, key_id = id.as_str(), outcome = "ok",
             newly_revoked = r.newly_revoked, drain = ?r.drain
         ),
-        Err(e) => tracing::warn!(
-            target: TARGET, op = "revoke", backend, key_id = id.as_str(), outcome = "error",
-            reason = error_kind(e)
-        ),
+        Err(e) => failed("revoke", backend, id, e),
     }
 }
 
@@ -87,9 +86,148 @@ pub fn rotated(backend: &'static str, id: &KeyId, result: Result<u64, &Error>) {
             target: TARGET, op = "rotate", backend, key_id = id.as_str(), outcome = "ok",
             version
         ),
-        Err(e) => tracing::info!(
-            target: TARGET, op = "rotate", backend, key_id = id.as_str(), outcome = "error",
-            reason = error_kind(e)
-        ),
+        Err(e) => failed("rotate", backend, id, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+    use crate::{Drain, Grant};
+
+    /// Everything the subscriber writes, one event per line.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+
+    /// The level of the one event `emit` logs, as the fmt subscriber prints it.
+    fn level_of(emit: impl FnOnce()) -> String {
+        let captured = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(captured.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, emit);
+        let text =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 1, "one event: {text}");
+        lines[0]
+            .split_whitespace()
+            .next()
+            .expect("a level")
+            .to_owned()
+    }
+
+    fn id() -> KeyId {
+        KeyId::random()
+    }
+
+    fn denial(reason: DenyReason) -> Result<Verdict<Grant>, Error> {
+        Ok(Verdict::Denied(Denial {
+            reason,
+            id: Some(id()),
+        }))
+    }
+
+    fn infrastructure() -> [Error; 3] {
+        [
+            Error::Unavailable {
+                backend: "t",
+                source: "down".into(),
+            },
+            Error::OutcomeUnknown {
+                backend: "t",
+                source: "lost".into(),
+            },
+            Error::Backend {
+                backend: "t",
+                source: "odd".into(),
+            },
+        ]
+    }
+
+    fn request_errors() -> [Error; 5] {
+        [
+            Error::NotFound { id: id() },
+            Error::Conflict {
+                id: id(),
+                current_version: 2,
+            },
+            Error::Revoked { id: id() },
+            Error::InvalidArgument { what: "cost" },
+            Error::NotSupported {
+                operation: "acquire",
+                backend: "t",
+            },
+        ]
+    }
+
+    #[test]
+    fn only_a_revoked_key_presented_is_a_warning() {
+        assert_eq!(
+            level_of(|| checked("verify", "t", &id(), &denial(DenyReason::Revoked))),
+            "WARN"
+        );
+        for reason in [
+            DenyReason::Unknown,
+            DenyReason::Expired,
+            DenyReason::QuotaExhausted,
+        ] {
+            assert_eq!(
+                level_of(|| checked("verify", "t", &id(), &denial(reason))),
+                "INFO"
+            );
+        }
+        assert_eq!(level_of(|| drop(malformed::<Grant>("verify", "t"))), "INFO");
+        let revocation = Revocation {
+            newly_revoked: true,
+            drain: Drain::Drained,
+        };
+        assert_eq!(level_of(|| revoked("t", &id(), &Ok(revocation))), "INFO");
+        assert_eq!(level_of(|| rotated("t", &id(), Ok(2))), "INFO");
+    }
+
+    #[test]
+    fn infrastructure_failures_are_errors_and_request_errors_are_info() {
+        for e in infrastructure() {
+            let e = Err::<Verdict<Grant>, _>(e);
+            assert_eq!(level_of(|| checked("verify", "t", &id(), &e)), "ERROR");
+        }
+        for e in request_errors() {
+            let e = Err::<Verdict<Grant>, _>(e);
+            assert_eq!(level_of(|| checked("acquire", "t", &id(), &e)), "INFO");
+        }
+        for e in infrastructure() {
+            assert_eq!(level_of(|| rotated("t", &id(), Err(&e))), "ERROR");
+            let e = Err(e);
+            assert_eq!(level_of(|| revoked("t", &id(), &e)), "ERROR");
+        }
+        for e in request_errors() {
+            assert_eq!(level_of(|| rotated("t", &id(), Err(&e))), "INFO");
+        }
     }
 }

@@ -86,8 +86,29 @@ impl Error {
     /// Whether sending the same operation again cannot apply it twice: true when this
     /// error proves the operation had no effect. False for [`Error::OutcomeUnknown`]
     /// and [`Error::Backend`], where the effect cannot be ruled out.
+    ///
+    /// "Safe" is not "useful": resending after `NotFound`, `Conflict`, `Revoked` or
+    /// `InvalidArgument` fails the same way. Only [`Error::Unavailable`] is worth
+    /// retrying as it is.
     pub fn is_retry_safe(&self) -> bool {
         !matches!(self, Error::OutcomeUnknown { .. } | Error::Backend { .. })
+    }
+
+    /// The error's kind as a short, stable name (`not_found`, `conflict`, `revoked`,
+    /// `invalid_argument`, `not_supported`, `unavailable`, `outcome_unknown`,
+    /// `backend_error`): the `reason` field of audit events, and a label for metrics.
+    /// It never contains user data.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::Revoked { .. } => "revoked",
+            Error::InvalidArgument { .. } => "invalid_argument",
+            Error::NotSupported { .. } => "not_supported",
+            Error::Unavailable { .. } => "unavailable",
+            Error::OutcomeUnknown { .. } => "outcome_unknown",
+            Error::Backend { .. } => "backend_error",
+        }
     }
 
     /// Whether the failure lies with the store's infrastructure rather than with the
