@@ -5,7 +5,12 @@
 //! the reference model and lets go, so every operation on a key is atomic and its
 //! effects are ordered exactly as the locks were taken: the implementation *is* the
 //! reference model, run under per-key locking. Operations on different keys never
-//! wait for each other, except for a brief read lock on the key table.
+//! wait for each other, except on the key table's lock: read briefly by every
+//! operation, written briefly by `issue` when it adds a key.
+//!
+//! A revoke that has to wait for leases uses the Tokio timer, so it needs a runtime
+//! with time enabled (`#[tokio::main]` and `#[tokio::test]` have it; a hand-built
+//! runtime needs `enable_time()` or `enable_all()`).
 //!
 //! Clones of a `MemoryStore` share the same keys: they are the "handles" of this
 //! backend. Nothing survives the process; use `keylatch-postgres` or `keylatch-redis`
@@ -94,6 +99,13 @@ impl MemoryStoreBuilder {
 
     /// Reads time from this clock instead of the system clock (a
     /// [`keylatch::ManualClock`] in tests).
+    ///
+    /// The clock decides every instant of the contract: expiry, grace ends, rate
+    /// limits, lease ends. Waiting is different: a draining revoke waits on the Tokio
+    /// runtime's timer for its `drain_timeout` and for the next lease to end, so moving
+    /// a `ManualClock` past a lease's end is noticed only when the revoke next looks
+    /// (at a release, or when the timer fires). Test drains with releases, or with a
+    /// paused Tokio clock (`tokio::time::pause`) moved in step with the `ManualClock`.
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
         self
