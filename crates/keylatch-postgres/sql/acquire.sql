@@ -14,11 +14,7 @@
 -- the charged key row, the key's dead lease rows (pruned) and the new lease row. No
 -- lease row can be locked before the key row, so acquire cannot deadlock with renew,
 -- release or another acquire. The checks and arithmetic are admit.sql's, which
--- sql.rs puts at the admit marker below; acquire has no fast path, so they always run.
-WITH slow_path AS (
-    SELECT true AS needed
-),
-{admit}
+-- sql.rs puts in front of this text.
 charged AS (
     UPDATE {schema}.keys k
     SET tat = CASE WHEN d.t IS NULL THEN d.tat ELSE d.new_tat END,

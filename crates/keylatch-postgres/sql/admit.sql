@@ -1,16 +1,11 @@
--- admit: the checks shared by verify.sql and acquire.sql. Each of them marks where
--- these CTEs go (sql.rs puts this text there), after its own WITH and after a CTE
--- `slow_path` with one boolean column `needed`; this text ends with the comma
--- before the CTEs that follow it. Together they are one statement each.
+-- admit: the front shared by verify.sql and acquire.sql, which append their writes
+-- to it (sql.rs joins the text; this part ends with the comma before their CTEs). Together they are one statement each.
 --
 -- $1 text    key id (parsed from the presented key by the client)
 -- $2 bytea   digest of the presented key (32 bytes; the plaintext never leaves the client)
 -- $3 bigint  cost, 0 ..= 2^53 - 1
 --
 -- CTEs it defines for the rest of the statement:
---   (used)    slow_path.needed: false when the including statement has already
---             decided (verify's fast path charged the key); then `locked` reads and
---             locks nothing and every CTE below is empty
 --   gate      one row, ok: false when the transaction is not READ COMMITTED, or would
 --             commit asynchronously (synchronous_commit = off, so a crash could undo
 --             an acknowledged charge and hand out a fencing token twice); then
@@ -25,7 +20,7 @@
 -- instant an operation happens at is never earlier than the instant of the operation
 -- it queued behind. The arithmetic is KeyRecord::admit's, in integer microseconds;
 -- products go through numeric and saturate like the model's i64 math.
-gate AS MATERIALIZED (
+WITH gate AS MATERIALIZED (
     SELECT current_setting('transaction_isolation') = 'read committed'
            AND current_setting('synchronous_commit') <> 'off' AS ok
 ),
@@ -37,7 +32,6 @@ locked AS MATERIALIZED (
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
       AND current_setting('synchronous_commit') <> 'off'
-      AND (SELECT s.needed FROM slow_path s)
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (

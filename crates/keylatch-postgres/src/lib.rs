@@ -36,24 +36,11 @@
 //! `NotFound` or `Revoked`, never as success; an "allowed" without its write is an
 //! error (fail closed).
 //!
-//! Verify has a fast path inside its one statement. Locking a row with `SELECT … FOR
-//! NO KEY UPDATE` and then updating it writes the row twice, which made a verify cost
-//! the server about twice a bare `UPDATE`. So the statement first tries one `UPDATE …
-//! WHERE` whose conditions are the whole decision for the common key: the current
-//! secret, not revoked, not expired, no rate limit, enough quota. At READ COMMITTED an
-//! `UPDATE` that waits for a concurrent writer evaluates its `WHERE` again on the
-//! newest row version (the expiry check's `clock_timestamp()` included), so the fast
-//! path decides on the same row and instant as the locked path. When it charges
-//! nothing (any denial, a previous secret in its grace period, a rate-limited key,
-//! whose GCRA step needs the clock read under the lock), the locked path of
-//! `sql/admit.sql` decides in the same statement. Denials and rate-limited keys pay
-//! for both; allowed verifies of keys without a rate limit pay for one `UPDATE`.
-//!
 //! | operation | statement | locks, in order | round trips |
 //! |---|---|---|---|
 //! | issue | `sql/issue.sql` | the new row | 1 |
-//! | verify | `sql/verify.sql` (fast path), with `sql/admit.sql` | key row | 1 |
-//! | acquire | `sql/acquire.sql`, with `sql/admit.sql` | key row, then its dead lease rows (pruned) and the new one | 1 |
+//! | verify | `sql/admit.sql` + `sql/verify.sql` | key row | 1 |
+//! | acquire | `sql/admit.sql` + `sql/acquire.sql` | key row, then its dead lease rows (pruned) and the new one | 1 |
 //! | renew | `sql/renew.sql` | key row (`FOR SHARE`), then the lease row | 1 |
 //! | release | `sql/release.sql` | the lease row | 1 |
 //! | revoke | `sql/revoke.sql`, then `sql/drain.sql` while leases are live | key row | 1, plus one per look at the leases |

@@ -1,9 +1,8 @@
 //! The store's statements: one `.sql` file per operation, embedded at compile time.
 //!
 //! Each file documents its parameters, its one-row reply and its lock order in its
-//! header; `admit.sql` holds the checks that verify and acquire share, and stands
-//! where their files say `{admit}`. The only other text substituted into them is the
-//! validated, quoted schema name (`{schema}`); every value is a bound parameter.
+//! header; `admit.sql` holds the checks that verify and acquire share. The only text substituted into them is the validated, quoted schema name
+//! (`{schema}`); every value is a bound parameter.
 
 use crate::options::Schema;
 
@@ -22,24 +21,24 @@ pub(crate) struct Statements {
 }
 
 const PLACEHOLDER: &str = "{schema}";
-const ADMIT_PLACEHOLDER: &str = "{admit}";
-
-/// The checks verify and acquire share, written once: each of the two files stands
-/// `{admit}` where they go.
-const ADMIT: &str = include_str!("../sql/admit.sql");
 
 fn fill(template: &str, schema: &Schema) -> String {
-    template
-        .replace(ADMIT_PLACEHOLDER, ADMIT)
-        .replace(PLACEHOLDER, &schema.quoted())
+    template.replace(PLACEHOLDER, &schema.quoted())
 }
+
+/// The checks verify and acquire share, written once: each of the two files holds
+/// only what its statement does after them.
+const ADMIT: &str = include_str!("../sql/admit.sql");
 
 impl Statements {
     pub(crate) fn new(schema: &Schema) -> Self {
         Statements {
             issue: fill(include_str!("../sql/issue.sql"), schema),
-            verify: fill(include_str!("../sql/verify.sql"), schema),
-            acquire: fill(include_str!("../sql/acquire.sql"), schema),
+            verify: fill(&[ADMIT, include_str!("../sql/verify.sql")].concat(), schema),
+            acquire: fill(
+                &[ADMIT, include_str!("../sql/acquire.sql")].concat(),
+                schema,
+            ),
             renew: fill(include_str!("../sql/renew.sql"), schema),
             release: fill(include_str!("../sql/release.sql"), schema),
             revoke: fill(include_str!("../sql/revoke.sql"), schema),
@@ -70,7 +69,6 @@ mod tests {
             ("inspect", &s.inspect),
         ] {
             assert!(!text.contains(PLACEHOLDER), "{name}: placeholder left");
-            assert!(!text.contains(ADMIT_PLACEHOLDER), "{name}: {{admit}} left");
             assert!(text.contains("\"s_test\"."), "{name}: no qualified table");
             for table in ["keys", "leases"] {
                 for prefix in ["FROM ", "UPDATE ", "INTO ", "JOIN "] {

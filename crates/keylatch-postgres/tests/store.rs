@@ -719,10 +719,12 @@ mod isolation {
         let presented = KeyCodec::default()
             .parse(issued.key.expose_secret())
             .expect("well-formed");
-        // Filled in as the store fills it: admit.sql at its marker, then the schema.
-        let verify_sql = include_str!("../sql/verify.sql")
-            .replace("{admit}", include_str!("../sql/admit.sql"))
-            .replace("{schema}", &format!("\"{}\"", store.schema()));
+        let verify_sql = [
+            include_str!("../sql/admit.sql"),
+            include_str!("../sql/verify.sql"),
+        ]
+        .concat()
+        .replace("{schema}", &format!("\"{}\"", store.schema()));
 
         let mut conn = sqlx::PgConnection::connect_with(&server.connect_options())
             .await
