@@ -28,6 +28,10 @@ pub(crate) const BACKEND: &str = "fred";
 pub(crate) struct Fred {
     pool: Pool,
     options: Options,
+    /// Whether the store built the pool (and so quits it when dropped). A pool passed
+    /// in by the application shares its clients with the application's own clones,
+    /// and quitting it would cut the application off.
+    owns_pool: bool,
 }
 
 impl std::fmt::Debug for Fred {
@@ -39,9 +43,10 @@ impl std::fmt::Debug for Fred {
 }
 
 impl Fred {
-    pub(crate) fn new(pool: Pool, timeout: Duration) -> Self {
+    pub(crate) fn new(pool: Pool, timeout: Duration, owns_pool: bool) -> Self {
         Fred {
             pool,
+            owns_pool,
             options: Options {
                 max_attempts: Some(1),
                 timeout: Some(timeout),
@@ -57,7 +62,10 @@ impl Fred {
 impl Drop for Fred {
     fn drop(&mut self) {
         // The pool's connection tasks live until told to quit; without this every
-        // dropped store would leave its connections open.
+        // dropped store that built its own pool would leave its connections open.
+        if !self.owns_pool {
+            return;
+        }
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let pool = self.pool.clone();
             handle.spawn(async move {

@@ -417,11 +417,21 @@ impl RedisStore {
     /// until every client is connected.
     ///
     /// Fails with [`Error::InvalidArgument`] for a bad URL or pool size and
-    /// [`Error::Unavailable`] when the first connection attempt fails.
+    /// [`Error::Unavailable`] when the first connection attempt fails. A TLS URL
+    /// (`rediss://`, `valkeys://` and their cluster and sentinel forms) is refused
+    /// with `InvalidArgument` before any connection is made: this crate builds fred
+    /// without a TLS stack, and fred would otherwise connect in plain text and send
+    /// the password in the clear. For TLS, build a pool with fred's TLS features and
+    /// pass it to [`RedisStore::from_fred`].
     pub async fn connect_fred(url: &str, pool_size: usize, config: StoreConfig) -> Result<Self> {
         use fred::interfaces::ClientLike;
         use fred::types::config::{Config, ReconnectPolicy};
         use fred::types::Builder;
+        if asks_for_tls(url) {
+            return Err(Error::InvalidArgument {
+                what: "TLS redis URLs need a fred pool built with a TLS feature (see from_fred)",
+            });
+        }
         let fred_config = Config::from_url(url).map_err(|_| Error::InvalidArgument {
             what: "not a valid redis URL",
         })?;
@@ -447,14 +457,27 @@ impl RedisStore {
             backend: crate::fred_adapter::BACKEND,
             source: Box::new(e),
         })?;
-        Ok(Self::from_fred(pool, config))
+        // The store made this pool, so it also ends it when the last handle goes.
+        let adapter = crate::fred_adapter::Fred::new(pool, config.response_timeout, true);
+        Ok(Self::from_transport(Box::new(adapter), config))
     }
 
     /// A store on a fred pool you built and connected (backend name `fred`). Every
     /// command is sent with at most one write attempt and the config's response
-    /// timeout, whatever the pool's defaults.
+    /// timeout, whatever the pool's defaults. The pool stays yours: dropping the store
+    /// leaves it connected.
     pub fn from_fred(pool: fred::clients::Pool, config: StoreConfig) -> Self {
-        let adapter = crate::fred_adapter::Fred::new(pool, config.response_timeout);
+        let adapter = crate::fred_adapter::Fred::new(pool, config.response_timeout, false);
         Self::from_transport(Box::new(adapter), config)
     }
+}
+
+/// Whether a Redis URL's scheme asks for TLS (`rediss`, `valkeys`, with or without a
+/// `-cluster` or `-sentinel` suffix), the way fred reads it. Schemes are
+/// case-insensitive.
+#[cfg(feature = "fred")]
+fn asks_for_tls(url: &str) -> bool {
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme.trim());
+    let scheme = scheme.to_ascii_lowercase();
+    scheme.starts_with("rediss") || scheme.starts_with("valkeys")
 }

@@ -785,6 +785,73 @@ async fn no_server_is_unavailable_not_a_verdict() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_url_on_fred_is_refused_before_any_connection() {
+    // fred built without a TLS stack would connect to this listener in plain text and
+    // send AUTH with the password; the store must refuse the URL instead.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let port = listener.local_addr().expect("address").port();
+    let cfg = StoreConfig::default().response_timeout(Duration::from_secs(2));
+    for scheme in [
+        "rediss",
+        "REDISS",
+        "rediss-cluster",
+        "valkeys",
+        "valkeys-sentinel",
+    ] {
+        let url = format!("{scheme}://:hunter2@127.0.0.1:{port}/");
+        let result = RedisStore::connect_fred(&url, 1, cfg.clone()).await;
+        assert!(
+            matches!(result, Err(Error::InvalidArgument { .. })),
+            "{scheme}: {result:?}"
+        );
+    }
+    let accepted = listener.accept();
+    assert!(
+        matches!(&accepted, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "a connection was made: {accepted:?}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_a_store_leaves_the_callers_fred_pool_connected() {
+    use fred::interfaces::{ClientLike, KeysInterface};
+    use fred::types::config::Config;
+    use fred::types::Builder;
+
+    let server = Server::start().await;
+    let pool = Builder::from_config(Config::from_url(&server.url()).expect("url"))
+        .build_pool(1)
+        .expect("pool");
+    pool.init().await.expect("connects");
+    pool.set::<(), _, _>("app:own", "v", None, None, false)
+        .await
+        .expect("the application's own write");
+
+    let ns = unique_namespace("from-fred");
+    let store = RedisStore::from_fred(pool.clone(), config(&ns));
+    let issued = store.issue(&KeySpec::new("a")).await.expect("issues");
+    assert!(store
+        .verify(issued.key.expose_secret(), 1)
+        .await
+        .expect("verifies")
+        .is_allowed());
+    drop(store);
+    // On this one-threaded runtime, anything the drop spawned runs here, before the
+    // application's next command is sent.
+    for _ in 0..16 {
+        tokio::task::yield_now().await;
+    }
+
+    let read = tokio::time::timeout(Duration::from_secs(5), pool.get::<String, _>("app:own")).await;
+    assert!(
+        matches!(&read, Ok(Ok(v)) if v == "v"),
+        "the pool no longer answers: {read:?}"
+    );
+    assert!(pool.clients().iter().all(|c| c.is_connected()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_output_shows_no_secret() {
     let server = Server::start().await;
     for adapter in ADAPTERS {
