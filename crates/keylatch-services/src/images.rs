@@ -166,18 +166,23 @@ pub(crate) fn split_reference(reference: &str) -> Option<(&str, &str)> {
     }
 }
 
-/// A URL without its credentials, for reports: `scheme://user:secret@host/db` becomes
-/// `scheme://host/db`. Anything that does not look like a URL is hidden entirely.
+/// A URL without its credentials, for reports: `scheme://user:secret@host/db?options`
+/// becomes `scheme://host/db?…`. Anything that does not look like a URL is hidden
+/// entirely.
+///
+/// In doubt it shows less. The user info ends at the last `@` anywhere, since a
+/// password may hold a raw `/`, `?` or `#` that a lenient parser still accepts; and
+/// the query is never shown, since clients take credentials there too
+/// (`?password=…`, `sslpassword`, `passfile`).
 pub(crate) fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<unparsable URL>".to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    format!("{scheme}://{host}{tail}")
+    let after_user = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    match after_user.find(['?', '#']) {
+        Some(end) => format!("{scheme}://{}?…", &after_user[..end]),
+        None => format!("{scheme}://{after_user}"),
+    }
 }
 
 #[cfg(test)]
@@ -212,7 +217,7 @@ mod tests {
     fn credentials_never_reach_reports() {
         assert_eq!(
             redact_url("postgres://app:s3cret@db.internal:5432/keys?sslmode=require"),
-            "postgres://db.internal:5432/keys?sslmode=require"
+            "postgres://db.internal:5432/keys?…"
         );
         assert_eq!(
             redact_url("redis://:s3cret@127.0.0.1:6379/0"),
@@ -222,11 +227,23 @@ mod tests {
             redact_url("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
-        // A password holding '@' or '/' must not leak either.
-        assert_eq!(
-            redact_url("postgres://u:p@ss@host/db"),
-            "postgres://host/db"
-        );
+        // A password holding '@', '/', '?' or '#' must not leak either, nor one passed
+        // as a query parameter.
+        for (url, shown) in [
+            ("postgres://u:p@ss@host/db", "postgres://host/db"),
+            (
+                "postgres://u:s3cret/x@host:5432/db",
+                "postgres://host:5432/db",
+            ),
+            ("postgres://u:s3c?ret@host/db", "postgres://host/db"),
+            ("redis://:s3c#ret@host:6379", "redis://host:6379"),
+            (
+                "postgres://u@host/db?sslmode=disable&password=s3cret",
+                "postgres://host/db?…",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
         assert!(!redact_url("u:s3cret@host").contains("s3cret"));
     }
 
