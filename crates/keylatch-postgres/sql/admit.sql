@@ -7,7 +7,8 @@
 --
 -- CTEs it defines for the rest of the statement:
 --   gate      one row, ok: false when the transaction is not READ COMMITTED, or would
---             commit asynchronously (synchronous_commit = off, so a crash could undo
+--             commit without waiting for the disk or the synchronous standbys
+--             (synchronous_commit = off or local, so a crash or failover could undo
 --             an acknowledged charge and hand out a fencing token twice); then
 --             nothing below reads, locks or changes anything
 --   decision  zero rows (no key has this id) or the key row locked FOR NO KEY
@@ -22,7 +23,7 @@
 -- products go through numeric and saturate like the model's i64 math.
 WITH gate AS MATERIALIZED (
     SELECT current_setting('transaction_isolation') = 'read committed'
-           AND current_setting('synchronous_commit') <> 'off' AS ok
+           AND current_setting('synchronous_commit') NOT IN ('off', 'local') AS ok
 ),
 locked AS MATERIALIZED (
     SELECT k.id, k.subject, k.version, k.digest, k.prev_digest, k.prev_valid_until,
@@ -31,7 +32,7 @@ locked AS MATERIALIZED (
     FROM {schema}.keys k
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
-      AND current_setting('synchronous_commit') <> 'off'
+      AND current_setting('synchronous_commit') NOT IN ('off', 'local')
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (

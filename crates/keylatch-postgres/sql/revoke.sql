@@ -4,8 +4,9 @@
 --
 -- Reply: exactly one row.
 --   gate_ok        false when the transaction is not READ COMMITTED, or would commit
---                  asynchronously (synchronous_commit = off): nothing touched; the
---                  client runs it again in a READ COMMITTED transaction that commits
+--                  without waiting for the disk or the synchronous standbys
+--                  (synchronous_commit = off or local): nothing touched; the client
+--                  runs it again in a READ COMMITTED transaction that commits
 --                  synchronously
 --   found          whether a key has this id
 --   newly_revoked  false when the key already was revoked
@@ -18,14 +19,14 @@
 -- acknowledged revocation is on disk (and on synchronous standbys, if configured).
 WITH gate AS MATERIALIZED (
     SELECT current_setting('transaction_isolation') = 'read committed'
-           AND current_setting('synchronous_commit') <> 'off' AS ok
+           AND current_setting('synchronous_commit') NOT IN ('off', 'local') AS ok
 ),
 locked AS MATERIALIZED (
     SELECT k.id, k.revoked_at, k.fencing
     FROM {schema}.keys k
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
-      AND current_setting('synchronous_commit') <> 'off'
+      AND current_setting('synchronous_commit') NOT IN ('off', 'local')
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (

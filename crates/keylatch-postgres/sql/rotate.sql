@@ -7,8 +7,9 @@
 --
 -- Reply: exactly one row.
 --   gate_ok          false when the transaction is not READ COMMITTED, or would commit
---                    asynchronously (synchronous_commit = off): nothing touched; the
---                    client runs it again in a READ COMMITTED transaction that commits
+--                    without waiting for the disk or the synchronous standbys
+--                    (synchronous_commit = off or local): nothing touched; the client
+--                    runs it again in a READ COMMITTED transaction that commits
 --                    synchronously
 --   current_version  the key's version before this statement; NULL when no key has this id
 --   revoked          whether the key is revoked (a revoked key is never rotated)
@@ -21,14 +22,14 @@
 -- commits synchronously: a retired secret cannot come back after a crash.
 WITH gate AS MATERIALIZED (
     SELECT current_setting('transaction_isolation') = 'read committed'
-           AND current_setting('synchronous_commit') <> 'off' AS ok
+           AND current_setting('synchronous_commit') NOT IN ('off', 'local') AS ok
 ),
 locked AS MATERIALIZED (
     SELECT k.id, k.version, k.revoked_at, k.digest
     FROM {schema}.keys k
     WHERE k.id = $1::text
       AND current_setting('transaction_isolation') = 'read committed'
-      AND current_setting('synchronous_commit') <> 'off'
+      AND current_setting('synchronous_commit') NOT IN ('off', 'local')
     FOR NO KEY UPDATE
 ),
 clocked AS MATERIALIZED (

@@ -6,8 +6,9 @@
 --
 -- Reply: exactly one row.
 --   gate_ok        false when the transaction is not READ COMMITTED, or would commit
---                  asynchronously (synchronous_commit = off, so a crash could undo an
---                  acknowledged charge and hand out a fencing token twice); then
+--                  without waiting for the disk or the synchronous standbys
+--                  (synchronous_commit = off or local, so a crash or failover could
+--                  undo an acknowledged charge and hand out a fencing token twice); then
 --                  nothing was read, locked or changed and every other column is NULL
 --                  (the client runs the statement again inside a READ COMMITTED
 --                  transaction that commits synchronously)

@@ -131,10 +131,13 @@
 //! synchronously: an acknowledged revoke, charge or fencing token is in the server's
 //! WAL on disk (and on its synchronous standbys, where `synchronous_standby_names`
 //! names some), so a crash can neither give credits back nor hand out a fencing
-//! token twice. Where a session runs with `synchronous_commit = off`, these
-//! operations decline and run again in a transaction that turns it back on for
-//! themselves (four round trips, with a warning logged once): leave it on, the
-//! default, to stay on the one-round-trip path. Renew, release and issue follow the
+//! token twice. Where a session runs with `synchronous_commit = off`, or `local`
+//! (which does not wait for synchronous standbys), these operations decline and run
+//! again in a transaction that turns it back on for themselves (four round trips,
+//! with a warning logged once): leave it on, the default, to stay on the
+//! one-round-trip path. `remote_write` and `remote_apply` are kept as they are; note
+//! that `remote_write` acknowledges once a standby has written the commit to its
+//! operating system, not yet to its disk. Renew, release and issue follow the
 //! server's setting. A revocation survives a failover
 //! only to a standby that had received it: use synchronous replication when that
 //! matters.

@@ -30,10 +30,11 @@ const READ_COMMITTED_OPTION: (&str, &str) = ("default_transaction_isolation", "r
 
 /// What opens the fallback transaction (see [`PgStore::run`]), sent as one simple
 /// query: READ COMMITTED, and a synchronous commit where the session has turned it
-/// off (a stronger setting such as `remote_apply` is left alone).
+/// off or down to `local` (which does not wait for synchronous standbys); a setting
+/// that waits for them (`remote_write`, `remote_apply`) is left alone.
 const BEGIN_READ_COMMITTED: &str = "BEGIN ISOLATION LEVEL READ COMMITTED; \
     SELECT set_config('synchronous_commit', 'on', true) \
-    WHERE current_setting('synchronous_commit') = 'off'";
+    WHERE current_setting('synchronous_commit') IN ('off', 'local')";
 
 /// Pooled connections idle at least this long are pinged before use.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
@@ -233,7 +234,7 @@ impl PgStore {
     /// acquire, revoke and rotate also that it will commit synchronously) and, when it is not, reads
     /// and locks nothing and answers `gate_ok = false`. That happens only on
     /// connections whose defaults differ (pools given to [`PgStore::from_pool`], or a
-    /// server with `synchronous_commit = off`); there the statement runs again inside
+    /// server with `synchronous_commit = off` or `local`); there the statement runs again inside
     /// an explicit READ COMMITTED, synchronously committing transaction, so that a
     /// serialization failure can never reach the caller and an acknowledged
     /// revocation is durable, whatever the session's defaults.
@@ -329,7 +330,7 @@ impl PgStore {
                 target: "keylatch_postgres",
                 schema = %self.inner.schema,
                 "the pool's connections do not default to READ COMMITTED (or, for verify, \
-                 acquire, revoke and rotate, run with synchronous_commit = off): such operations run in an \
+                 acquire, revoke and rotate, run with synchronous_commit = off or local): such operations run in an \
                  explicit READ COMMITTED, synchronously committing transaction, four round \
                  trips instead of one. Set default_transaction_isolation=read committed on \
                  the pool's connections to stay on the fast path."

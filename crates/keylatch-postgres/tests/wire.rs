@@ -143,14 +143,21 @@ async fn the_counter_sees_extra_round_trips() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_that_charges_or_revokes_commits_asynchronously() {
-    // A session with synchronous_commit = off: verify, acquire, revoke and rotate
-    // decline and run again in a transaction that commits synchronously, because a
-    // crash must not undo an acknowledged charge, fencing token or revocation.
+    // A session with synchronous_commit = off (no wait for the disk) or local (no
+    // wait for synchronous standbys): verify, acquire, revoke and rotate decline and
+    // run again in a transaction that commits synchronously, because a crash or a
+    // failover must not undo an acknowledged charge, fencing token or revocation.
     let server = common::server().await;
-    let (proxy, through) = proxied(&server).await;
-    let schema = common::fresh_schema("async_commit");
+    for setting in ["off", "local"] {
+        weak_commit_is_upgraded(&server, setting).await;
+    }
+}
+
+async fn weak_commit_is_upgraded(server: &common::Server, setting: &str) {
+    let (proxy, through) = proxied(server).await;
+    let schema = common::fresh_schema(&format!("commit_{setting}"));
     let store = PgStore::connect_with(
-        through.options([("synchronous_commit", "off")]),
+        through.options([("synchronous_commit", setting)]),
         common::options(&schema).max_connections(1),
     )
     .await
@@ -159,7 +166,7 @@ async fn nothing_that_charges_or_revokes_commits_asynchronously() {
         .fetch_one(store.pool())
         .await
         .expect("show");
-    assert_eq!(level, "off");
+    assert_eq!(level, setting);
     let issued = store.issue(&KeySpec::new("a")).await.expect("issue");
     let key = issued.key.expose_secret().to_owned();
 
@@ -187,7 +194,7 @@ async fn nothing_that_charges_or_revokes_commits_asynchronously() {
         .fetch_one(store.pool())
         .await
         .expect("show");
-    assert_eq!(level, "off");
+    assert_eq!(level, setting);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
