@@ -18,8 +18,9 @@ ARGS (interpreted by the harness):
     --rounds N        Rounds per race scenario.
     --seed S          Seed for the scenarios' randomness.
     --require-all     Fail when any backend is reported not-run.
-    --json PATH       Where to write the JSON report
-                      (default target/keylatch/conformance.json).
+    --json PATH       Where to write the JSON report (default
+                      keylatch/conformance.json in the cargo target directory);
+                      a relative PATH is relative to the workspace root.
 
 PostgreSQL and Redis run in containers (Docker), or on the servers named by
 KEYLATCH_POSTGRES_URL / KEYLATCH_REDIS_URL. Offline: build images with `cargo xtask images`.

@@ -22,13 +22,25 @@ Runs the keylatch conformance suite and prints a table per backend and scenario.
   --rounds N       rounds per scenario (default: KEYLATCH_ROUNDS or 10)
   --seed S         seed to replay a run (default: KEYLATCH_SEED or random)
   --require-all    a backend that cannot run fails the command
-  --json PATH      where to write the report (default target/keylatch/conformance.json)";
+  --json PATH      where to write the report (default keylatch/conformance.json in the
+                   cargo target directory: $CARGO_TARGET_DIR, else target)";
 
 struct Args {
     backends: Vec<String>,
     config: SuiteConfig,
     require_all: bool,
     json: PathBuf,
+}
+
+/// `keylatch/conformance.json` in the cargo target directory: `CARGO_TARGET_DIR` when
+/// set (cargo passes it on to what it runs), else `target` below the working
+/// directory, which `cargo xtask` sets to the workspace root.
+fn default_json() -> PathBuf {
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("target"),
+    };
+    target.join("keylatch").join("conformance.json")
 }
 
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
@@ -39,7 +51,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         backends: Vec::new(),
         config: SuiteConfig::from_env()?,
         require_all: false,
-        json: PathBuf::from("target/keylatch/conformance.json"),
+        json: default_json(),
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
