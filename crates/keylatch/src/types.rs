@@ -220,6 +220,23 @@ impl<T> Verdict<T> {
             Verdict::Denied(d) => Some(d),
         }
     }
+
+    /// What was granted, if allowed.
+    pub fn allowed(&self) -> Option<&T> {
+        match self {
+            Verdict::Allowed(grant) => Some(grant),
+            Verdict::Denied(_) => None,
+        }
+    }
+
+    /// The grant, or the denial as an error value: `store.acquire(..).await?.into_result()`
+    /// lets `?` carry a denial on.
+    pub fn into_result(self) -> Result<T, Denial> {
+        match self {
+            Verdict::Allowed(grant) => Ok(grant),
+            Verdict::Denied(d) => Err(d),
+        }
+    }
 }
 
 /// What an allowed verify tells the caller.
@@ -446,6 +463,22 @@ pub struct KeyInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdict_accessors_agree_with_the_variant() {
+        let allowed: Verdict<u8> = Verdict::Allowed(7);
+        assert_eq!(allowed.allowed(), Some(&7));
+        assert!(allowed.denial().is_none());
+        assert_eq!(allowed.into_result(), Ok(7));
+        let denial = Denial {
+            reason: DenyReason::Expired,
+            id: None,
+        };
+        let denied: Verdict<u8> = Verdict::Denied(denial.clone());
+        assert_eq!(denied.allowed(), None);
+        assert_eq!(denied.denial(), Some(&denial));
+        assert_eq!(denied.into_result(), Err(denial));
+    }
 
     #[test]
     fn specs_are_validated() {
