@@ -92,54 +92,35 @@ pub fn rotated(backend: &'static str, id: &KeyId, result: Result<u64, &Error>) {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
     use std::sync::{Arc, Mutex};
 
-    use tracing_subscriber::fmt::MakeWriter;
+    use tracing::{Event, Level, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
     use super::*;
     use crate::{Drain, Grant};
 
-    /// Everything the subscriber writes, one event per line.
+    /// Records the level of every event it sees.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    struct Levels(Arc<Mutex<Vec<Level>>>);
 
-    impl Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().expect("not poisoned").extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Captured {
-            self.clone()
+    impl<S: Subscriber> Layer<S> for Levels {
+        fn on_event(&self, event: &Event<'_>, _: Context<'_, S>) {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .push(*event.metadata().level());
         }
     }
 
-    /// The level of the one event `emit` logs, as the fmt subscriber prints it.
-    fn level_of(emit: impl FnOnce()) -> String {
-        let captured = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(captured.clone())
-            .with_ansi(false)
-            .without_time()
-            .finish();
+    /// The level of the one event `emit` logs.
+    fn level_of(emit: impl FnOnce()) -> Level {
+        let levels = Levels::default();
+        let subscriber = tracing_subscriber::registry().with(levels.clone());
         tracing::subscriber::with_default(subscriber, emit);
-        let text =
-            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("UTF-8");
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 1, "one event: {text}");
-        lines[0]
-            .split_whitespace()
-            .next()
-            .expect("a level")
-            .to_owned()
+        let seen = levels.0.lock().expect("not poisoned").clone();
+        assert_eq!(seen.len(), 1, "one event: {seen:?}");
+        seen[0]
     }
 
     fn id() -> KeyId {
@@ -190,7 +171,7 @@ mod tests {
     fn only_a_revoked_key_presented_is_a_warning() {
         assert_eq!(
             level_of(|| checked("verify", "t", &id(), &denial(DenyReason::Revoked))),
-            "WARN"
+            Level::WARN
         );
         for reason in [
             DenyReason::Unknown,
@@ -199,35 +180,41 @@ mod tests {
         ] {
             assert_eq!(
                 level_of(|| checked("verify", "t", &id(), &denial(reason))),
-                "INFO"
+                Level::INFO
             );
         }
-        assert_eq!(level_of(|| drop(malformed::<Grant>("verify", "t"))), "INFO");
+        assert_eq!(
+            level_of(|| drop(malformed::<Grant>("verify", "t"))),
+            Level::INFO
+        );
         let revocation = Revocation {
             newly_revoked: true,
             drain: Drain::Drained,
         };
-        assert_eq!(level_of(|| revoked("t", &id(), &Ok(revocation))), "INFO");
-        assert_eq!(level_of(|| rotated("t", &id(), Ok(2))), "INFO");
+        assert_eq!(
+            level_of(|| revoked("t", &id(), &Ok(revocation))),
+            Level::INFO
+        );
+        assert_eq!(level_of(|| rotated("t", &id(), Ok(2))), Level::INFO);
     }
 
     #[test]
     fn infrastructure_failures_are_errors_and_request_errors_are_info() {
         for e in infrastructure() {
             let e = Err::<Verdict<Grant>, _>(e);
-            assert_eq!(level_of(|| checked("verify", "t", &id(), &e)), "ERROR");
+            assert_eq!(level_of(|| checked("verify", "t", &id(), &e)), Level::ERROR);
         }
         for e in request_errors() {
             let e = Err::<Verdict<Grant>, _>(e);
-            assert_eq!(level_of(|| checked("acquire", "t", &id(), &e)), "INFO");
+            assert_eq!(level_of(|| checked("acquire", "t", &id(), &e)), Level::INFO);
         }
         for e in infrastructure() {
-            assert_eq!(level_of(|| rotated("t", &id(), Err(&e))), "ERROR");
+            assert_eq!(level_of(|| rotated("t", &id(), Err(&e))), Level::ERROR);
             let e = Err(e);
-            assert_eq!(level_of(|| revoked("t", &id(), &e)), "ERROR");
+            assert_eq!(level_of(|| revoked("t", &id(), &e)), Level::ERROR);
         }
         for e in request_errors() {
-            assert_eq!(level_of(|| rotated("t", &id(), Err(&e))), "INFO");
+            assert_eq!(level_of(|| rotated("t", &id(), Err(&e))), Level::INFO);
         }
     }
 }
