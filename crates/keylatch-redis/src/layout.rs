@@ -45,6 +45,14 @@ impl Namespace {
     pub fn leases(&self, id: &KeyId) -> String {
         format!("{}:{{{}}}:leases", self.0, id.as_str())
     }
+
+    /// A `SCAN MATCH` pattern for every key a store writes in this namespace,
+    /// `<ns>:{*}:*`. The `{` right after `<ns>:` cannot occur in a namespace, so the
+    /// pattern matches no key of another namespace that merely starts with this one;
+    /// and the namespace alphabet has no glob character, so it stands for itself.
+    pub fn keys_pattern(&self) -> String {
+        format!("{}:{{*}}:*", self.0)
+    }
 }
 
 impl Default for Namespace {

@@ -76,12 +76,11 @@ async fn prepare(client: Client) -> Result<Prepared, NotRun> {
 const SCAN_ROUNDS_MAX: usize = 100_000;
 const SCAN_COUNT: usize = 1_000;
 
-/// Deletes every key of the run's namespace. Store keys are `<ns>:{<id>}:rec` and
-/// `<ns>:{<id>}:leases`; the pattern insists on the `{` right after `<ns>:`, which no
-/// namespace can contain, so another namespace that merely starts with this one (the
-/// namespace alphabet has `:`) is left alone.
+/// Deletes every key of the run's namespace (`Namespace::keys_pattern`), and no key of
+/// another namespace.
 fn delete_namespace(url: String, namespace: Namespace) -> Cleanup {
-    let what = format!("keys {}:{{*}}:*", namespace.as_str());
+    let pattern = namespace.keys_pattern();
+    let what = format!("keys {pattern}");
     let run = Box::pin(async move {
         let client =
             ::redis::Client::open(url.as_str()).map_err(|_| "the URL does not parse".to_owned())?;
@@ -89,8 +88,6 @@ fn delete_namespace(url: String, namespace: Namespace) -> Cleanup {
             .get_multiplexed_async_connection()
             .await
             .map_err(|e| format!("cannot connect: {e}"))?;
-        // The namespace alphabet has no glob character, so it stands for itself here.
-        let pattern = format!("{}:{{*}}:*", namespace.as_str());
         let mut cursor: u64 = 0;
         for _ in 0..SCAN_ROUNDS_MAX {
             let (next, keys): (u64, Vec<String>) = ::redis::cmd("SCAN")
